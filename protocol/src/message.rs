@@ -321,7 +321,8 @@ impl AgentMessage {
             });
         }
         let raw_type = &frame[OFF_MESSAGE_TYPE..OFF_MESSAGE_TYPE + MESSAGE_TYPE_LEN];
-        let text = std::str::from_utf8(trim_nuls(raw_type)).map_err(|_| DecodeError::BadMessageType)?;
+        let text =
+            std::str::from_utf8(trim_nuls(raw_type)).map_err(|_| DecodeError::BadMessageType)?;
         let message_type = MessageType::from(text.trim());
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&frame[OFF_DIGEST..OFF_DIGEST + 32]);
@@ -472,7 +473,13 @@ mod tests {
 
     #[test]
     fn tv1_plugin_test_message() {
-        let m = msg(MessageType::InputStreamData, 1, 2, PayloadType::Undefined, b"payload");
+        let m = msg(
+            MessageType::InputStreamData,
+            1,
+            2,
+            PayloadType::Undefined,
+            b"payload",
+        );
         let v = hex(TV1);
         assert_eq!(v.len(), 127);
         assert_vector(&m, &v);
@@ -497,8 +504,7 @@ mod tests {
     #[test]
     fn tv3_acknowledge() {
         let payload = br#"{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"dd01e56b-ff48-483e-a508-b5f073f31b16","AcknowledgedMessageSequenceNumber":2,"IsSequentialMessage":true}"#;
-        let mut v = hex(
-            "
+        let mut v = hex("
 0000: 00 00 00 74 61 63 6b 6e 6f 77 6c 65 64 67 65 20
 0010: 20 20 20 20 20 20 20 20 20 20 20 20 20 20 20 20
 0020: 20 20 20 20 00 00 00 01 00 00 01 5e 0b aa 78 84
@@ -506,20 +512,24 @@ mod tests {
 0040: 80 b4 00 c0 4f d4 30 c8 6b a7 b8 14 9d ad 41 d1
 0050: 78 a7 e0 a6 66 0b 25 f7 97 58 5b 89 a2 df c4 7d
 0060: 31 eb 35 b0 4e 63 c1 d9 5b 8f 2c 82 59 73 24 bd
-0070: 00 00 00 00 00 00 00 af",
-        );
+0070: 00 00 00 00 00 00 00 af");
         v.extend_from_slice(payload);
         assert_eq!(v.len(), 295);
         assert_eq!(&v[0x120..], b"\":true}");
-        let mut m = msg(MessageType::Acknowledge, 0, 3, PayloadType::Undefined, payload);
+        let mut m = msg(
+            MessageType::Acknowledge,
+            0,
+            3,
+            PayloadType::Undefined,
+            payload,
+        );
         m.message_id = Uuid::parse_str("6ba7b814-9dad-41d1-80b4-00c04fd430c8").unwrap();
         assert_vector(&m, &v);
     }
 
     #[test]
     fn tv4_terminate_session_flag() {
-        let v = hex(
-            "
+        let v = hex("
 0000: 00 00 00 74 69 6e 70 75 74 5f 73 74 72 65 61 6d
 0010: 5f 64 61 74 61 20 20 20 20 20 20 20 20 20 20 20
 0020: 20 20 20 20 00 00 00 01 00 00 01 5e 0b aa 78 84
@@ -527,17 +537,21 @@ mod tests {
 0040: a5 08 b5 f0 73 f3 1b 16 dd 01 e5 6b ff 48 48 3e
 0050: 43 3e bf 5b c0 3d ff a3 85 36 67 32 07 a2 12 81
 0060: 61 2c ef 5f aa 9b c7 a4 d5 b9 be 2f db 12 cf 1a
-0070: 00 00 00 0a 00 00 00 04 00 00 00 02",
-        );
+0070: 00 00 00 0a 00 00 00 04 00 00 00 02");
         assert_eq!(v.len(), 124);
-        let m = msg(MessageType::InputStreamData, 5, 0, PayloadType::Flag, &[0, 0, 0, 2]);
+        let m = msg(
+            MessageType::InputStreamData,
+            5,
+            0,
+            PayloadType::Flag,
+            &[0, 0, 0, 2],
+        );
         assert_vector(&m, &v);
     }
 
     #[test]
     fn tv5_streaming_test_message() {
-        let v = hex(
-            "
+        let v = hex("
 0000: 00 00 00 74 6f 75 74 70 75 74 5f 73 74 72 65 61
 0010: 6d 5f 64 61 74 61 20 20 20 20 20 20 20 20 20 20
 0020: 20 20 20 20 00 00 00 01 00 00 01 5e 0b aa 78 84
@@ -546,17 +560,21 @@ mod tests {
 0050: e2 83 f7 8f bb a7 ce e0 83 74 c7 7d e5 49 73 ac
 0060: a4 18 47 88 f3 76 0e a2 b8 05 17 c8 b6 34 3d 92
 0070: 00 00 00 01 00 00 00 0c 74 65 73 74 50 61 79 6c
-0080: 6f 61 64 30",
-        );
+0080: 6f 61 64 30");
         assert_eq!(v.len(), 132);
-        let m = msg(MessageType::OutputStreamData, 0, 2, PayloadType::Output, b"testPayload0");
+        let m = msg(
+            MessageType::OutputStreamData,
+            0,
+            2,
+            PayloadType::Output,
+            b"testPayload0",
+        );
         assert_vector(&m, &v);
     }
 
     #[test]
     fn tv6_size_message() {
-        let v = hex(
-            "
+        let v = hex("
 0000: 00 00 00 74 69 6e 70 75 74 5f 73 74 72 65 61 6d
 0010: 5f 64 61 74 61 20 20 20 20 20 20 20 20 20 20 20
 0020: 20 20 20 20 00 00 00 01 00 00 01 5e 0b aa 78 84
@@ -565,8 +583,7 @@ mod tests {
 0050: e1 53 7a d4 74 9d 88 db 6f 6d 97 ed 16 e4 43 de
 0060: e6 ba 30 c4 3a fa 2c 48 75 bb 14 32 f0 7d 8b 3a
 0070: 00 00 00 03 00 00 00 17 7b 22 63 6f 6c 73 22 3a
-0080: 33 30 30 2c 22 72 6f 77 73 22 3a 31 30 30 7d",
-        );
+0080: 33 30 30 2c 22 72 6f 77 73 22 3a 31 30 30 7d");
         assert_eq!(v.len(), 143);
         let m = msg(
             MessageType::InputStreamData,
@@ -617,7 +634,10 @@ mod tests {
         assert_eq!(&nine[1..9], hex("00 00 00 01 00 00 00 00").as_slice());
         assert_eq!(be_u64(&nine, 1), 4294967296);
 
-        assert_eq!(be_u64(&hex("00 00 00 00 00 00 01 00 01 00 00 00"), 1), 65537);
+        assert_eq!(
+            be_u64(&hex("00 00 00 00 00 00 01 00 01 00 00 00"), 1),
+            65537
+        );
         assert_eq!(be_u32(&hex("00 00 00 00 ff 00"), 1), 255);
         assert_eq!(be_u32(&hex("00 00 00 01 00 00"), 2), 65536);
         assert_eq!(trim_nuls(&hex("72 77 00")), b"rw");
@@ -649,32 +669,46 @@ mod tests {
         let mut bad_digest = good.clone();
         bad_digest[126] ^= 1;
         assert_eq!(
-            AgentMessage::decode(Bytes::from(bad_digest)).unwrap().validate(),
+            AgentMessage::decode(Bytes::from(bad_digest))
+                .unwrap()
+                .validate(),
             Err(ValidationError::DigestMismatch)
         );
         let mut zero_date = good.clone();
         zero_date[40..48].fill(0);
         assert_eq!(
-            AgentMessage::decode(Bytes::from(zero_date)).unwrap().validate(),
+            AgentMessage::decode(Bytes::from(zero_date))
+                .unwrap()
+                .validate(),
             Err(ValidationError::ZeroCreatedDate)
         );
         let mut empty_type = good.clone();
         empty_type[4..36].fill(b' ');
         assert_eq!(
-            AgentMessage::decode(Bytes::from(empty_type)).unwrap().validate(),
+            AgentMessage::decode(Bytes::from(empty_type))
+                .unwrap()
+                .validate(),
             Err(ValidationError::EmptyMessageType)
         );
         let mut zero_hl = good.clone();
         zero_hl[0..4].fill(0);
         assert_eq!(
-            AgentMessage::decode(Bytes::from(zero_hl)).unwrap().validate(),
+            AgentMessage::decode(Bytes::from(zero_hl))
+                .unwrap()
+                .validate(),
             Err(ValidationError::ZeroHeaderLength)
         );
     }
 
     #[test]
     fn publication_messages_with_odd_headers_are_accepted() {
-        let mut m = msg(MessageType::PausePublication, 0, 0, PayloadType::Undefined, b"x");
+        let mut m = msg(
+            MessageType::PausePublication,
+            0,
+            0,
+            PayloadType::Undefined,
+            b"x",
+        );
         m.created_date = 0;
         let mut v = m.encode().to_vec();
         v[0..4].fill(0); // HeaderLength 0

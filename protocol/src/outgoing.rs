@@ -1,0 +1,374 @@
+//! Sent stream messages awaiting acknowledgement, and the retransmission timer (PROTOCOL.md §6.4).
+//!
+//! Differences from the reference client, each deliberate:
+//! - a full buffer refuses new messages (backpressure) instead of evicting the oldest, which loses
+//!   data silently in the Go plugin;
+//! - every message in the first [`RETRANSMIT_WINDOW`] entries has its own timer, instead of only the
+//!   head being checked every 100 ms: the agent acks out-of-order messages as they arrive (§6.3), so
+//!   what stays unacked really was lost, and repairing several losses per RTO keeps a lossy link
+//!   moving. The window bounds the burst after a long outage;
+//! - the resend time is updated on every resend (the plugin's value-copy bug resends every 100 ms).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// How many of the oldest unacked messages may be retransmitted at once.
+pub const RETRANSMIT_WINDOW: usize = 64;
+
+/// Initial smoothed round-trip time (§6.4).
+pub const INITIAL_RTT: Duration = Duration::from_millis(100);
+/// Upper bound of the retransmission timeout (§6.4, `MaxTransmissionTimeout`).
+pub const MAX_RTO: Duration = Duration::from_secs(1);
+/// Floor of the variance term in the RTO (§6.4).
+const MIN_RTO_VARIANCE: Duration = Duration::from_millis(10);
+
+/// The RTO estimator both reference implementations use (§6.4): Jacobson/Karels with gains 1/8 and
+/// 1/4, RTO = RTT + max(10 ms, 4·RTTVAR), capped at 1 s.
+#[derive(Debug, Clone, Copy)]
+pub struct RttEstimator {
+    rtt: f64,
+    rttvar: f64,
+    rto: Duration,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        RttEstimator {
+            rtt: INITIAL_RTT.as_nanos() as f64,
+            rttvar: 0.0,
+            rto: Duration::from_millis(200),
+        }
+    }
+}
+
+impl RttEstimator {
+    /// Folds in one sample.
+    pub fn update(&mut self, sample: Duration) {
+        let r = sample.as_nanos() as f64;
+        self.rttvar = 0.75 * self.rttvar + 0.25 * (self.rtt - r).abs();
+        self.rtt = 0.875 * self.rtt + 0.125 * r;
+        let var = Duration::from_nanos((4.0 * self.rttvar) as u64).max(MIN_RTO_VARIANCE);
+        self.rto = (Duration::from_nanos(self.rtt as u64) + var).min(MAX_RTO);
+    }
+
+    /// Current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// Current smoothed round-trip time.
+    pub fn rtt(&self) -> Duration {
+        Duration::from_nanos(self.rtt as u64)
+    }
+}
+
+/// One sent (or queued) stream message.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The encoded frame; resent byte for byte.
+    frame: Bytes,
+    /// Payload bytes (for flow accounting).
+    payload_len: usize,
+    /// First transmission, for the give-up deadline.
+    first_sent: Option<Instant>,
+    /// Most recent transmission, for the RTO and the RTT sample.
+    last_sent: Option<Instant>,
+    /// Transmissions so far.
+    attempts: u32,
+}
+
+/// Outcome of an acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckResult {
+    /// The message was outstanding and is now removed.
+    Removed,
+    /// No such message (already acked, never sent, or out of range).
+    Unknown,
+}
+
+/// The ordered buffer of outgoing stream messages, indexed by sequence number.
+#[derive(Debug)]
+pub struct OutgoingBuffer {
+    /// Sequence number of `entries[0]`.
+    base: i64,
+    /// `None` marks a message acked out of order, kept until the head catches up.
+    entries: VecDeque<Option<Entry>>,
+    /// Live (unacked) entries.
+    live: usize,
+    /// Payload bytes of live entries.
+    live_bytes: usize,
+    /// Index into `entries` of the oldest never-sent message.
+    next_unsent: usize,
+    capacity: usize,
+    rtt: RttEstimator,
+}
+
+impl OutgoingBuffer {
+    /// An empty buffer whose first message will carry sequence number 0.
+    pub fn new(capacity: usize) -> Self {
+        OutgoingBuffer {
+            base: 0,
+            entries: VecDeque::new(),
+            live: 0,
+            live_bytes: 0,
+            next_unsent: 0,
+            capacity,
+            rtt: RttEstimator::default(),
+        }
+    }
+
+    /// Sequence number the next pushed message gets.
+    pub fn next_sequence(&self) -> i64 {
+        self.base + self.entries.len() as i64
+    }
+
+    /// Whether another message fits.
+    pub fn has_room(&self) -> bool {
+        self.live < self.capacity
+    }
+
+    /// Unacked messages (sent or not yet sent).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when everything sent has been acknowledged.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Payload bytes not yet acknowledged.
+    pub fn unacked_bytes(&self) -> usize {
+        self.live_bytes
+    }
+
+    /// The RTT estimator.
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// Queues an encoded message; the caller numbered it with [`Self::next_sequence`].
+    pub fn push(&mut self, frame: Bytes, payload_len: usize) {
+        self.entries.push_back(Some(Entry {
+            frame,
+            payload_len,
+            first_sent: None,
+            last_sent: None,
+            attempts: 0,
+        }));
+        self.live += 1;
+        self.live_bytes += payload_len;
+    }
+
+    /// Removes the message with this sequence number and feeds the RTT sample (§6.2: only the
+    /// sequence number is matched).
+    pub fn ack(&mut self, sequence: i64, now: Instant) -> AckResult {
+        let Some(idx) = self.index_of(sequence) else {
+            return AckResult::Unknown;
+        };
+        let Some(entry) = self.entries[idx].take() else {
+            return AckResult::Unknown;
+        };
+        if let Some(sent) = entry.last_sent {
+            self.rtt.update(now.saturating_duration_since(sent));
+        }
+        self.live -= 1;
+        self.live_bytes -= entry.payload_len;
+        while let Some(None) = self.entries.front() {
+            self.entries.pop_front();
+            self.base += 1;
+            self.next_unsent = self.next_unsent.saturating_sub(1);
+        }
+        AckResult::Removed
+    }
+
+    fn index_of(&self, sequence: i64) -> Option<usize> {
+        let off = sequence.checked_sub(self.base)?;
+        (0..self.entries.len() as i64)
+            .contains(&off)
+            .then_some(off as usize)
+    }
+
+    /// The next frame to transmit now, if any: first an overdue retransmission among the oldest
+    /// [`RETRANSMIT_WINDOW`] messages, then the oldest never-sent message. Marks it sent at `now`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<(i64, Bytes, bool)> {
+        let rto = self.rtt.rto();
+        let window = self.next_unsent.min(RETRANSMIT_WINDOW);
+        let overdue = (0..window).find(
+            |&i| matches!(&self.entries[i], Some(e) if e.last_sent.is_some_and(|t| now >= t + rto)),
+        );
+        let (idx, retransmit) = match overdue {
+            Some(i) => (i, true),
+            None if self.next_unsent < self.entries.len() => {
+                self.next_unsent += 1;
+                (self.next_unsent - 1, false)
+            }
+            None => return None,
+        };
+        let entry = self.entries[idx]
+            .as_mut()
+            .expect("window holds live entries");
+        entry.first_sent.get_or_insert(now);
+        entry.last_sent = Some(now);
+        entry.attempts += 1;
+        Some((self.base + idx as i64, entry.frame.clone(), retransmit))
+    }
+
+    /// Whether a never-sent message is waiting.
+    pub fn has_unsent(&self) -> bool {
+        self.next_unsent < self.entries.len()
+    }
+
+    /// When the earliest retransmission in the window falls due.
+    pub fn next_retransmit(&self) -> Option<Instant> {
+        let rto = self.rtt.rto();
+        self.entries
+            .iter()
+            .take(self.next_unsent.min(RETRANSMIT_WINDOW))
+            .flatten()
+            .filter_map(|e| e.last_sent)
+            .min()
+            .map(|t| t + rto)
+    }
+
+    /// First transmission time of the oldest unacked message: the give-up clock.
+    pub fn oldest_first_sent(&self) -> Option<Instant> {
+        self.entries
+            .iter()
+            .take(self.next_unsent)
+            .flatten()
+            .next()
+            .and_then(|e| e.first_sent)
+    }
+
+    /// Makes every sent message in the window due now, e.g. right after a websocket reconnect.
+    pub fn make_window_due(&mut self, now: Instant) {
+        let rto = self.rtt.rto();
+        let window = self.next_unsent.min(RETRANSMIT_WINDOW);
+        for e in self.entries.iter_mut().take(window).flatten() {
+            e.last_sent = Some(now.checked_sub(rto).unwrap_or(now));
+        }
+    }
+
+    /// Total transmissions of the oldest unacked message.
+    pub fn head_attempts(&self) -> u32 {
+        self.entries
+            .iter()
+            .flatten()
+            .next()
+            .map_or(0, |e| e.attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn rto_starts_at_200ms_and_follows_the_reference_formula() {
+        let mut r = RttEstimator::default();
+        assert_eq!(r.rto(), ms(200));
+        r.update(ms(100));
+        // RTTVAR = 0, RTT = 100 ms ⇒ RTO = 100 + max(10, 0) = 110 ms.
+        assert_eq!(r.rto(), ms(110));
+        r.update(ms(20));
+        // RTTVAR = 0.25·80 = 20 ms; RTT = 0.875·100 + 0.125·20 = 90 ms ⇒ RTO = 90 + 80 = 170 ms.
+        assert_eq!(r.rto(), ms(170));
+        assert_eq!(r.rtt(), ms(90));
+    }
+
+    #[test]
+    fn rto_is_capped_at_one_second() {
+        let mut r = RttEstimator::default();
+        for _ in 0..50 {
+            r.update(Duration::from_secs(5));
+        }
+        assert_eq!(r.rto(), MAX_RTO);
+    }
+
+    #[test]
+    fn sends_in_order_then_retransmits_only_overdue_messages() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(10);
+        for i in 0..3u8 {
+            assert_eq!(b.next_sequence(), i as i64);
+            b.push(Bytes::from(vec![i]), 1);
+        }
+        for i in 0..3 {
+            let (seq, frame, re) = b.poll_transmit(t0).unwrap();
+            assert_eq!((seq, frame.as_ref(), re), (i, &[i as u8][..], false));
+        }
+        assert!(b.poll_transmit(t0 + ms(199)).is_none());
+        assert_eq!(b.next_retransmit(), Some(t0 + ms(200)));
+        assert_eq!(b.ack(1, t0 + ms(50)), AckResult::Removed);
+        assert_eq!(b.ack(1, t0 + ms(50)), AckResult::Unknown);
+        // RTO is now 50 + 10 ms... rtt = 0.875*100+0.125*50 = 93.75, var = 12.5 → 93.75+50 = 143.75
+        let due = b.next_retransmit().unwrap();
+        assert_eq!(due, t0 + Duration::from_micros(143_750));
+        let (s, _, re) = b.poll_transmit(due).unwrap();
+        assert_eq!((s, re), (0, true));
+        let (s, _, re) = b.poll_transmit(due).unwrap();
+        assert_eq!((s, re), (2, true));
+        assert!(b.poll_transmit(due).is_none());
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn out_of_order_acks_free_the_head_later() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(3);
+        for _ in 0..3 {
+            b.push(Bytes::from_static(b"xy"), 2);
+            b.poll_transmit(t0);
+        }
+        assert!(!b.has_room());
+        assert_eq!(b.unacked_bytes(), 6);
+        b.ack(2, t0);
+        b.ack(1, t0);
+        assert_eq!(b.next_sequence(), 3);
+        assert_eq!(b.len(), 1);
+        b.ack(0, t0);
+        assert!(b.is_empty());
+        assert_eq!(b.next_sequence(), 3);
+        b.push(Bytes::from_static(b"z"), 1);
+        assert_eq!(b.poll_transmit(t0).unwrap().0, 3);
+        assert_eq!(b.ack(-5, t0), AckResult::Unknown);
+        assert_eq!(b.ack(i64::MAX, t0), AckResult::Unknown);
+    }
+
+    #[test]
+    fn reconnect_makes_the_window_due_at_once() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(100);
+        b.push(Bytes::from_static(b"a"), 1);
+        b.poll_transmit(t0);
+        assert!(b.poll_transmit(t0 + ms(10)).is_none());
+        b.make_window_due(t0 + ms(10));
+        assert_eq!(b.poll_transmit(t0 + ms(10)).unwrap().2, true);
+        assert_eq!(b.head_attempts(), 2);
+        assert_eq!(b.oldest_first_sent(), Some(t0));
+    }
+
+    #[test]
+    fn retransmissions_are_bounded_by_the_window() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(1000);
+        for _ in 0..200 {
+            b.push(Bytes::from_static(b"a"), 1);
+            b.poll_transmit(t0);
+        }
+        let later = t0 + Duration::from_secs(5);
+        let mut n = 0;
+        while let Some((_, _, re)) = b.poll_transmit(later) {
+            assert!(re);
+            n += 1;
+        }
+        assert_eq!(n, RETRANSMIT_WINDOW);
+    }
+}

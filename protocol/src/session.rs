@@ -1,0 +1,860 @@
+//! [`Session`]: one end of a data channel as a sans-IO state machine (the `quinn_proto::Connection`
+//! of this crate).
+//!
+//! The caller owns the websocket and the clock. It feeds every received frame to
+//! [`Session::handle_frame`], sends whatever [`Session::poll_transmit`] returns, wakes at
+//! [`Session::poll_timeout`] to call [`Session::handle_timeout`], and reacts to
+//! [`Session::poll_event`]. Application data goes in through [`Session::send`].
+//!
+//! The same machine serves both roles: rssm is the [`Role::Client`]; the simulator's agent and the
+//! tests' peers use [`Role::Agent`]. Behaviour follows PROTOCOL.md §6–§8, with the improvements the
+//! spec recommends (duplicates re-acked, no silent eviction, a bounded give-up).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use uuid::Uuid;
+
+use crate::crypto::{b64_decode, b64_encode, CryptoError, SessionCipher};
+use crate::handshake::{
+    process_request, DataKey, DataKeyProvider, DataKeyRequest, PendingResponse, SessionType,
+    SessionTypeInfo,
+};
+use crate::incoming::{Arrival, IncomingBuffer};
+use crate::message::{AgentMessage, DecodeError, MessageType, PayloadType, ValidationError};
+use crate::outgoing::OutgoingBuffer;
+use crate::payload::{
+    parse_exit_code, to_json, AcknowledgeContent, AgentSessionStatePayload, ChannelClosed,
+    EncryptionChallenge, Flag, HandshakeCompletePayload, HandshakeRequestPayload, SizeData,
+};
+use crate::stats::Stats;
+use crate::Role;
+
+/// Flags value of acknowledgements and other non-stream messages (§2.5).
+const ACK_FLAGS: u64 = 3;
+
+/// How a [`Session`] behaves; [`SessionConfig::client`] and [`SessionConfig::agent`] give the
+/// reference defaults for each role.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Which end this is.
+    pub role: Role,
+    /// Session id (KMS encryption context, messages).
+    pub session_id: String,
+    /// Target id (KMS encryption context).
+    pub target_id: String,
+    /// Version reported in the HandshakeResponse. The agent gates smux and smux keep-alive on it
+    /// (§9.4, §14.8); see [`crate::CLIENT_VERSION`].
+    pub client_version: String,
+    /// Most unacknowledged outgoing messages; [`Session::send`] refuses more (backpressure).
+    pub outgoing_capacity: usize,
+    /// Most out-of-order messages held for reordering.
+    pub incoming_capacity: usize,
+    /// End the session when the oldest unacknowledged message has gone this long without an ack.
+    /// `None` retransmits forever (the agent's behaviour).
+    pub give_up_after: Option<Duration>,
+    /// How long a `pause_publication` holds back new stream messages before we probe again.
+    /// `None` waits for `start_publication` or peer traffic, as the agent does.
+    pub pause_expiry: Option<Duration>,
+    /// Client: answer the handshake internally (true), or surface HandshakeRequest payloads as
+    /// [`Event::Payload`] (false).
+    pub handle_handshake: bool,
+    /// Client: bind the agent's KMS challenge into the encryption context and say so
+    /// (`ChallengeAcknowledgement`, §8.1). Only agents that understand it may be told.
+    pub acknowledge_kms_challenge: bool,
+}
+
+impl SessionConfig {
+    /// Client defaults: buffers of 10 000 (§6.4), give up after 5 minutes without an ack (about
+    /// what the plugin's 3000 resends take), pauses expire after a second.
+    pub fn client(session_id: impl Into<String>, target_id: impl Into<String>) -> Self {
+        SessionConfig {
+            role: Role::Client,
+            session_id: session_id.into(),
+            target_id: target_id.into(),
+            client_version: crate::CLIENT_VERSION.to_owned(),
+            outgoing_capacity: 10_000,
+            incoming_capacity: 10_000,
+            give_up_after: Some(Duration::from_secs(300)),
+            pause_expiry: Some(Duration::from_secs(1)),
+            handle_handshake: true,
+            acknowledge_kms_challenge: false,
+        }
+    }
+
+    /// Agent defaults: buffers of 100 000, never give up, honour pauses until told otherwise.
+    pub fn agent(session_id: impl Into<String>, target_id: impl Into<String>) -> Self {
+        SessionConfig {
+            role: Role::Agent,
+            outgoing_capacity: 100_000,
+            incoming_capacity: 100_000,
+            give_up_after: None,
+            pause_expiry: None,
+            handle_handshake: false,
+            ..SessionConfig::client(session_id, target_id)
+        }
+    }
+}
+
+/// Something the caller must act on, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The session type is known: from the HandshakeRequest, or inferred from a first Output
+    /// message of a handshake-less shell (§7.6).
+    SessionType(SessionTypeInfo),
+    /// The handshake needs a KMS data key; answer with [`Session::provide_data_key`].
+    DataKeyRequired(DataKeyRequest),
+    /// The agent finished the handshake; the session may carry data now.
+    HandshakeComplete {
+        /// Text to show the user when non-empty.
+        customer_message: String,
+        /// Whether Output is encrypted with KMS.
+        encrypted: bool,
+    },
+    /// Stream bytes (decrypted): terminal or TCP or smux data.
+    Output(Bytes),
+    /// Standard error of a non-interactive command (decrypted).
+    StdErr(Bytes),
+    /// A command's exit code.
+    ExitCode(i32),
+    /// A control flag.
+    Flag(Flag),
+    /// A terminal size (what an agent receives).
+    Size(SizeData),
+    /// Any other in-order stream payload, e.g. HandshakeResponse for an agent.
+    Payload {
+        /// Its type.
+        payload_type: PayloadType,
+        /// Its bytes (decrypted where the role decrypts that type).
+        data: Bytes,
+    },
+    /// The gateway closed the session (§10.1). Nothing more will arrive.
+    ChannelClosed(ChannelClosed),
+    /// The gateway paused our publication (peer away).
+    PublicationPaused,
+    /// The gateway resumed our publication.
+    PublicationStarted,
+    /// The agent reported its state (normally consumed by the gateway).
+    AgentSessionState(AgentSessionStatePayload),
+    /// The session ended on our side; see the reason.
+    Closed(CloseReason),
+}
+
+/// Why a session ended without a `channel_closed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// The peer stopped acknowledging.
+    #[error("the remote end stopped acknowledging data: no ack for {waited:?} after {attempts} transmissions")]
+    GaveUp {
+        /// How long the oldest message waited.
+        waited: Duration,
+        /// How often it was sent.
+        attempts: u32,
+    },
+    /// A payload failed to decrypt or authenticate.
+    #[error("encrypted data from the remote end failed to decrypt: {0}")]
+    Crypto(CryptoError),
+    /// The handshake could not be completed.
+    #[error("session handshake failed: {0}")]
+    Handshake(String),
+    /// [`Session::close`] was called.
+    #[error("closed locally")]
+    Local,
+}
+
+/// Why [`Session::send`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The session is over.
+    #[error("the session is closed")]
+    Closed,
+    /// Too many unacknowledged messages: wait for acks (backpressure).
+    #[error("too many unacknowledged messages")]
+    BufferFull,
+    /// Neither reference implementation can carry an empty payload (§2.2).
+    #[error("empty payloads cannot be sent")]
+    Empty,
+}
+
+/// Why a received frame was ignored. Ignored frames are never acknowledged (§2.7).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// It did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// It decoded but failed validation.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// An acknowledge whose JSON did not parse.
+    #[error("malformed acknowledge payload")]
+    BadAck,
+    /// A message type this role does not expect.
+    #[error("unexpected message type {0}")]
+    Unexpected(String),
+    /// The session already ended.
+    #[error("session closed")]
+    Closed,
+}
+
+#[derive(Debug)]
+enum HandshakeState {
+    /// No handshake message seen yet.
+    NotStarted,
+    /// Waiting for the caller's KMS data key.
+    AwaitingDataKey(Box<PendingResponse>),
+    /// Response sent; waiting for challenge / complete.
+    Responded,
+    /// HandshakeComplete received, or a handshake-less shell started.
+    Done,
+}
+
+/// One end of a data channel. See the module docs for the calling pattern.
+pub struct Session {
+    config: SessionConfig,
+    rng: ChaCha20Rng,
+    /// Anchor for CreatedDate: wall-clock ms at `epoch`.
+    unix_ms: u64,
+    epoch: Instant,
+    /// Latest time the caller told us about; stamps CreatedDate of messages queued by `send`.
+    now: Instant,
+    outgoing: OutgoingBuffer,
+    incoming: IncomingBuffer,
+    /// Encoded acknowledgements waiting to go out: always sent before stream data.
+    acks: VecDeque<Bytes>,
+    events: VecDeque<Event>,
+    cipher: Option<SessionCipher>,
+    handshake: HandshakeState,
+    session_type: Option<SessionTypeInfo>,
+    ready: bool,
+    paused_until: Option<Option<Instant>>,
+    closed: bool,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.config.role)
+            .field("session_id", &self.config.session_id)
+            .field("closed", &self.closed)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A new session. `unix_ms` is the wall clock at `now` (for CreatedDate); `rng_seed` seeds
+    /// the message ids and the client's encryption nonces, so pass OS randomness outside tests.
+    pub fn new(config: SessionConfig, now: Instant, unix_ms: u64, rng_seed: [u8; 32]) -> Self {
+        Session {
+            outgoing: OutgoingBuffer::new(config.outgoing_capacity),
+            incoming: IncomingBuffer::new(config.incoming_capacity),
+            config,
+            rng: ChaCha20Rng::from_seed(rng_seed),
+            unix_ms,
+            epoch: now,
+            now,
+            acks: VecDeque::new(),
+            events: VecDeque::new(),
+            cipher: None,
+            handshake: HandshakeState::NotStarted,
+            session_type: None,
+            ready: true,
+            paused_until: None,
+            closed: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Counters for status lines and benchmarks.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The session type, once known.
+    pub fn session_type(&self) -> Option<&SessionTypeInfo> {
+        self.session_type.as_ref()
+    }
+
+    /// Smoothed round-trip time of acknowledgements.
+    pub fn rtt(&self) -> Duration {
+        self.outgoing.rtt().rtt()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether [`Session::send`] would accept a message now.
+    pub fn can_send(&self) -> bool {
+        !self.closed && self.outgoing.has_room()
+    }
+
+    /// Stream messages sent but not acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// Payload bytes sent but not acknowledged.
+    pub fn unacked_bytes(&self) -> usize {
+        self.outgoing.unacked_bytes()
+    }
+
+    /// Whether the handshake has completed (or was skipped by a handshake-less shell).
+    pub fn handshake_done(&self) -> bool {
+        matches!(self.handshake, HandshakeState::Done)
+    }
+
+    /// Installs the KMS cipher (an agent does this after KMS Decrypt; a client gets it from the
+    /// handshake automatically).
+    pub fn set_cipher(&mut self, cipher: SessionCipher) {
+        self.cipher = Some(cipher);
+    }
+
+    /// Whether payloads are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Random bytes from the session's generator (for a simulated agent's challenges).
+    pub fn rng(&mut self) -> &mut (impl RngCore + rand_core::CryptoRng) {
+        &mut self.rng
+    }
+
+    /// Marks the consumer ready or not. While not ready, in-order data messages are neither
+    /// acknowledged nor consumed, so the peer retransmits them ("handler not ready", §6.3, §14.14–15);
+    /// messages already acknowledged wait in the reorder buffer and are delivered once ready again.
+    pub fn set_ready(&mut self, ready: bool) {
+        self.ready = ready;
+        if ready {
+            self.drain_incoming();
+        }
+    }
+
+    fn created_date(&self, now: Instant) -> u64 {
+        self.unix_ms + now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn new_id(&mut self) -> Uuid {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        uuid::Builder::from_random_bytes(b).into_uuid()
+    }
+
+    fn stream_type(&self) -> MessageType {
+        match self.config.role {
+            Role::Client => MessageType::InputStreamData,
+            Role::Agent => MessageType::OutputStreamData,
+        }
+    }
+
+    fn peer_stream_type(&self) -> MessageType {
+        match self.config.role {
+            Role::Client => MessageType::OutputStreamData,
+            Role::Agent => MessageType::InputStreamData,
+        }
+    }
+
+    /// Which payload types this role encrypts on send / decrypts on receipt (§8.4).
+    fn encrypts(&self, pt: PayloadType) -> bool {
+        match self.config.role {
+            Role::Client => pt == PayloadType::Output,
+            Role::Agent => matches!(
+                pt,
+                PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode
+            ),
+        }
+    }
+
+    fn decrypts(&self, pt: PayloadType) -> bool {
+        match self.config.role {
+            Role::Client => matches!(
+                pt,
+                PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode
+            ),
+            Role::Agent => pt == PayloadType::Output,
+        }
+    }
+
+    /// Queues one stream message and returns its sequence number. Output (and, for an agent,
+    /// StdErr/ExitCode) is encrypted when a cipher is installed. Callers keep data payloads at
+    /// most 1024 bytes, the size the peer's reads produce (§12).
+    pub fn send(&mut self, payload_type: PayloadType, data: Bytes) -> Result<i64, SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        if data.is_empty() {
+            return Err(SendError::Empty);
+        }
+        if !self.outgoing.has_room() {
+            return Err(SendError::BufferFull);
+        }
+        let data_len = data.len();
+        let encrypt = self.encrypts(payload_type);
+        let payload = match &mut self.cipher {
+            Some(c) if encrypt => Bytes::from(c.encrypt(&data, &mut self.rng)),
+            _ => data,
+        };
+        let seq = self.outgoing.next_sequence();
+        // The agent marks its first stream message SYN; the client never sets flags (§2.5).
+        let flags = u64::from(self.config.role == Role::Agent && seq == 0);
+        let msg = AgentMessage::new(
+            self.stream_type(),
+            seq,
+            flags,
+            0,
+            Uuid::nil(),
+            payload_type,
+            payload,
+        );
+        let frame = self.encode_fresh(msg);
+        self.outgoing.push(frame, data_len);
+        self.stats.messages_queued += 1;
+        self.stats.payload_bytes_sent += data_len as u64;
+        Ok(seq)
+    }
+
+    /// Stamps id and date (at transmission-queue time; the epoch anchor keeps it monotonic) and
+    /// encodes once: retransmissions resend the same bytes, like the reference implementations.
+    fn encode_fresh(&mut self, mut msg: AgentMessage) -> Bytes {
+        msg.message_id = self.new_id();
+        msg.created_date = self.created_date(self.now);
+        let mut buf = BytesMut::with_capacity(msg.encoded_len());
+        msg.encode_into(&mut buf);
+        buf.freeze()
+    }
+
+    /// Sends a control flag (DisconnectToPort, TerminateSession).
+    pub fn send_flag(&mut self, flag: Flag) -> Result<i64, SendError> {
+        self.send(PayloadType::Flag, Bytes::copy_from_slice(&flag.to_bytes()))
+    }
+
+    /// Sends the terminal size.
+    pub fn send_size(&mut self, cols: u32, rows: u32) -> Result<i64, SendError> {
+        self.send(PayloadType::Size, to_json(&SizeData { cols, rows }))
+    }
+
+    /// Processes one websocket frame (binary or text: both carry agent messages, §5.4).
+    pub fn handle_frame(&mut self, frame: Bytes, now: Instant) -> Result<(), FrameError> {
+        self.now = self.now.max(now);
+        if self.closed {
+            return Err(FrameError::Closed);
+        }
+        self.stats.frames_received += 1;
+        let msg = AgentMessage::decode(frame).inspect_err(|_| self.stats.invalid_frames += 1)?;
+        msg.validate()
+            .inspect_err(|_| self.stats.invalid_frames += 1)?;
+        match &msg.message_type {
+            t if *t == self.peer_stream_type() => {
+                self.unpause();
+                self.on_stream_message(msg);
+                Ok(())
+            }
+            MessageType::Acknowledge => self.on_ack(&msg, now),
+            MessageType::ChannelClosed => {
+                let cc = serde_json::from_slice(&msg.payload).unwrap_or(ChannelClosed {
+                    message_id: String::new(),
+                    created_date: String::new(),
+                    destination_id: String::new(),
+                    session_id: self.config.session_id.clone(),
+                    message_type: "channel_closed".into(),
+                    schema_version: 1,
+                    output: String::new(),
+                });
+                self.closed = true;
+                self.events.push_back(Event::ChannelClosed(cc));
+                Ok(())
+            }
+            MessageType::PausePublication => {
+                self.paused_until = Some(self.config.pause_expiry.map(|d| now + d));
+                self.events.push_back(Event::PublicationPaused);
+                Ok(())
+            }
+            MessageType::StartPublication => {
+                self.unpause();
+                self.outgoing.make_window_due(now);
+                self.events.push_back(Event::PublicationStarted);
+                Ok(())
+            }
+            MessageType::AgentSessionState => {
+                if let Ok(s) = serde_json::from_slice(&msg.payload) {
+                    self.events.push_back(Event::AgentSessionState(s));
+                }
+                Ok(())
+            }
+            other => Err(FrameError::Unexpected(other.to_string())),
+        }
+    }
+
+    fn unpause(&mut self) {
+        if self.paused_until.take().is_some() {
+            self.events.push_back(Event::PublicationStarted);
+        }
+    }
+
+    fn on_ack(&mut self, msg: &AgentMessage, now: Instant) -> Result<(), FrameError> {
+        let ack: AcknowledgeContent =
+            serde_json::from_slice(&msg.payload).map_err(|_| FrameError::BadAck)?;
+        self.stats.acks_received += 1;
+        self.outgoing.ack(ack.sequence_number, now);
+        // Any ack shows the path works again (the agent does the same, §6.5).
+        self.unpause();
+        Ok(())
+    }
+
+    fn queue_ack(&mut self, msg: &AgentMessage) {
+        let content = AcknowledgeContent {
+            message_type: msg.message_type.as_str().to_owned(),
+            message_id: msg.message_id.hyphenated().to_string(),
+            sequence_number: msg.sequence_number,
+            is_sequential_message: true,
+        };
+        let ack = AgentMessage::new(
+            MessageType::Acknowledge,
+            0,
+            ACK_FLAGS,
+            0,
+            Uuid::nil(),
+            PayloadType::Undefined,
+            to_json(&content),
+        );
+        let frame = self.encode_fresh(ack);
+        self.acks.push_back(frame);
+    }
+
+    fn is_handshake_type(&self, pt: PayloadType) -> bool {
+        self.config.role == Role::Client
+            && self.config.handle_handshake
+            && matches!(
+                pt,
+                PayloadType::HandshakeRequest
+                    | PayloadType::HandshakeComplete
+                    | PayloadType::EncChallengeRequest
+            )
+    }
+
+    fn on_stream_message(&mut self, msg: AgentMessage) {
+        match self.incoming.arrive(&msg) {
+            Arrival::InOrder => {
+                if self.is_handshake_type(msg.payload_type) {
+                    // The plugin acks handshake messages before processing them (§6.3).
+                    self.queue_ack(&msg);
+                    self.incoming.advance();
+                    self.on_handshake_message(&msg);
+                } else if self.ready {
+                    self.queue_ack(&msg);
+                    self.incoming.advance();
+                    self.deliver(msg);
+                } else {
+                    self.stats.not_ready_drops += 1;
+                    return;
+                }
+                self.drain_incoming();
+            }
+            Arrival::Buffered => self.queue_ack(&msg),
+            Arrival::AlreadyBuffered => {
+                self.stats.duplicates_received += 1;
+                self.queue_ack(&msg);
+            }
+            Arrival::Full => self.stats.reorder_overflow_drops += 1,
+            Arrival::Duplicate => {
+                // Re-ack: the ack may have been lost, and a peer that never hears it retransmits
+                // forever (the agent stalls under loss with the official client, §6.3).
+                self.stats.duplicates_received += 1;
+                self.queue_ack(&msg);
+            }
+        }
+    }
+
+    /// Delivers buffered messages that are now in order (already acknowledged when stored).
+    fn drain_incoming(&mut self) {
+        while !self.closed {
+            let Some(msg) = self.incoming.take_next() else {
+                return;
+            };
+            if self.is_handshake_type(msg.payload_type) {
+                self.incoming.advance();
+                self.on_handshake_message(&msg);
+            } else if self.ready {
+                self.incoming.advance();
+                self.deliver(msg);
+            } else {
+                self.incoming.put_back(msg);
+                return;
+            }
+        }
+    }
+
+    fn deliver(&mut self, msg: AgentMessage) {
+        let pt = msg.payload_type;
+        let data = if self.decrypts(pt) {
+            match self.cipher.as_ref().map(|c| c.decrypt(&msg.payload)) {
+                Some(Ok(plain)) => Bytes::from(plain),
+                Some(Err(e)) => return self.close_with(CloseReason::Crypto(e)),
+                None => msg.payload,
+            }
+        } else {
+            msg.payload
+        };
+        self.stats.payload_bytes_received += data.len() as u64;
+        // A shell without handshake announces itself with its first Output (§7.6).
+        if self.config.role == Role::Client
+            && matches!(self.handshake, HandshakeState::NotStarted)
+            && pt == PayloadType::Output
+        {
+            self.handshake = HandshakeState::Done;
+            let info = SessionTypeInfo {
+                session_type: SessionType::StandardStream,
+                properties: serde_json::Value::Null,
+                agent_version: None,
+            };
+            self.session_type = Some(info.clone());
+            self.events.push_back(Event::SessionType(info));
+        }
+        let event = match pt {
+            PayloadType::Output => Event::Output(data),
+            PayloadType::StdErr => Event::StdErr(data),
+            PayloadType::ExitCode => match parse_exit_code(&data) {
+                Some(code) => Event::ExitCode(code),
+                None => Event::Payload {
+                    payload_type: pt,
+                    data,
+                },
+            },
+            PayloadType::Flag => match Flag::from_bytes(&data) {
+                Some(f) => Event::Flag(f),
+                None => Event::Payload {
+                    payload_type: pt,
+                    data,
+                },
+            },
+            PayloadType::Size => match serde_json::from_slice(&data) {
+                Ok(s) => Event::Size(s),
+                Err(_) => Event::Payload {
+                    payload_type: pt,
+                    data,
+                },
+            },
+            _ => Event::Payload {
+                payload_type: pt,
+                data,
+            },
+        };
+        self.events.push_back(event);
+    }
+
+    fn on_handshake_message(&mut self, msg: &AgentMessage) {
+        match msg.payload_type {
+            PayloadType::HandshakeRequest => {
+                let req: HandshakeRequestPayload = match serde_json::from_slice(&msg.payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return self.close_with(CloseReason::Handshake(format!(
+                            "malformed HandshakeRequest: {e}"
+                        )))
+                    }
+                };
+                let pending = process_request(
+                    &req,
+                    &self.config.session_id,
+                    &self.config.target_id,
+                    self.config.acknowledge_kms_challenge,
+                );
+                if let Some(info) = &pending.session_type {
+                    self.session_type = Some(info.clone());
+                    self.events.push_back(Event::SessionType(info.clone()));
+                }
+                if let Some(kr) = &pending.kms_request {
+                    self.events.push_back(Event::DataKeyRequired(kr.clone()));
+                    self.handshake = HandshakeState::AwaitingDataKey(Box::new(pending));
+                } else {
+                    self.respond(&pending);
+                }
+            }
+            PayloadType::EncChallengeRequest => {
+                let answer = serde_json::from_slice::<EncryptionChallenge>(&msg.payload)
+                    .map_err(|e| CloseReason::Handshake(format!("malformed challenge: {e}")))
+                    .and_then(|c| b64_decode(&c.challenge).map_err(CloseReason::Crypto))
+                    .and_then(|blob| match self.cipher.as_mut() {
+                        Some(cipher) => cipher
+                            .answer_challenge(&blob, &mut self.rng)
+                            .map_err(CloseReason::Crypto),
+                        None => Err(CloseReason::Handshake(
+                            "encryption challenge before a KMS key was agreed".into(),
+                        )),
+                    });
+                match answer {
+                    Ok(blob) => {
+                        let json = to_json(&EncryptionChallenge {
+                            challenge: b64_encode(&blob),
+                        });
+                        let _ = self.send(PayloadType::EncChallengeResponse, json);
+                    }
+                    Err(reason) => self.close_with(reason),
+                }
+            }
+            PayloadType::HandshakeComplete => {
+                let done: HandshakeCompletePayload = serde_json::from_slice(&msg.payload)
+                    .unwrap_or(HandshakeCompletePayload {
+                        handshake_time_to_complete: 0,
+                        customer_message: String::new(),
+                    });
+                if self.session_type.is_none() {
+                    // The plugin aborts the same way (§7.2).
+                    return self.close_with(CloseReason::Handshake(
+                        "unable to determine SessionType".into(),
+                    ));
+                }
+                self.handshake = HandshakeState::Done;
+                self.events.push_back(Event::HandshakeComplete {
+                    customer_message: done.customer_message,
+                    encrypted: self.cipher.is_some(),
+                });
+            }
+            _ => unreachable!("only handshake payload types are routed here"),
+        }
+    }
+
+    fn respond(&mut self, pending: &PendingResponse) {
+        let response = pending.response(&self.config.client_version);
+        self.handshake = HandshakeState::Responded;
+        let _ = self.send(PayloadType::HandshakeResponse, to_json(&response));
+    }
+
+    /// Answers [`Event::DataKeyRequired`]: installs the cipher (encryption starts before the
+    /// response is sent, §8.4) and sends the HandshakeResponse; an error is reported to the agent
+    /// as a failed action, which makes it end the session.
+    pub fn provide_data_key(&mut self, result: Result<DataKey, String>) {
+        let HandshakeState::AwaitingDataKey(mut pending) =
+            std::mem::replace(&mut self.handshake, HandshakeState::Responded)
+        else {
+            return;
+        };
+        let result = result.and_then(|key| {
+            SessionCipher::new(&key.plaintext, Role::Client, &mut self.rng)
+                .map(|c| (key, c))
+                .map_err(|e| e.to_string())
+        });
+        let key = match result {
+            Ok((key, cipher)) => {
+                self.cipher = Some(cipher);
+                Ok(key)
+            }
+            Err(e) => Err(e),
+        };
+        pending.complete_kms(&key, self.config.acknowledge_kms_challenge);
+        self.respond(&pending);
+    }
+
+    /// Answers a pending [`Event::DataKeyRequired`] synchronously through `provider`.
+    pub fn resolve_data_key(&mut self, provider: &mut impl DataKeyProvider) {
+        if let HandshakeState::AwaitingDataKey(p) = &self.handshake {
+            let Some(req) = p.kms_request.clone() else {
+                return;
+            };
+            let result = provider.generate_data_key(&req);
+            self.provide_data_key(result);
+        }
+    }
+
+    fn close_with(&mut self, reason: CloseReason) {
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(Event::Closed(reason));
+        }
+    }
+
+    /// Ends the session locally (pending acks may still be flushed with [`Session::poll_transmit`]).
+    pub fn close(&mut self) {
+        self.close_with(CloseReason::Local);
+    }
+
+    /// Makes unacknowledged messages due for retransmission now. Call after a websocket
+    /// reconnect: sequence state survives a reconnect and retransmission fills the gap (§5.6).
+    pub fn on_reconnect(&mut self, now: Instant) {
+        self.outgoing.make_window_due(now);
+    }
+
+    /// The next frame to write to the websocket: acknowledgements first, then retransmissions,
+    /// then new messages. While publication is paused only acknowledgements go out.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        self.now = self.now.max(now);
+        if let Some(ack) = self.acks.pop_front() {
+            self.stats.acks_sent += 1;
+            self.stats.frames_sent += 1;
+            return Some(ack);
+        }
+        if self.closed || self.is_paused(now) {
+            return None;
+        }
+        let (_, frame, retransmit) = self.outgoing.poll_transmit(now)?;
+        self.stats.frames_sent += 1;
+        if retransmit {
+            self.stats.retransmissions += 1;
+        }
+        Some(frame)
+    }
+
+    fn is_paused(&mut self, now: Instant) -> bool {
+        match self.paused_until {
+            Some(Some(until)) if now >= until => {
+                self.paused_until = None;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Whether something could be transmitted right now.
+    pub fn has_transmit(&self) -> bool {
+        !self.acks.is_empty()
+            || (!self.closed && self.paused_until.is_none() && self.outgoing.has_unsent())
+    }
+
+    /// When to call [`Session::handle_timeout`] (and then [`Session::poll_transmit`]) next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let retransmit = self.outgoing.next_retransmit();
+        let give_up = self
+            .config
+            .give_up_after
+            .and_then(|d| self.outgoing.oldest_first_sent().map(|t| t + d));
+        let pause = self.paused_until.flatten();
+        [retransmit, give_up, pause].into_iter().flatten().min()
+    }
+
+    /// Advances timers: ends the session when the give-up deadline has passed. Retransmissions
+    /// that fell due are produced by the next [`Session::poll_transmit`] calls.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.closed {
+            return;
+        }
+        if let (Some(limit), Some(first)) =
+            (self.config.give_up_after, self.outgoing.oldest_first_sent())
+        {
+            let waited = now.saturating_duration_since(first);
+            if waited >= limit {
+                let attempts = self.outgoing.head_attempts();
+                self.close_with(CloseReason::GaveUp { waited, attempts });
+            }
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
