@@ -7,7 +7,9 @@
 //!   head being checked every 100 ms: the agent acks out-of-order messages as they arrive (§6.3), so
 //!   what stays unacked really was lost, and repairing several losses per RTO keeps a lossy link
 //!   moving. The window bounds the burst after a long outage;
-//! - the resend time is updated on every resend (the plugin's value-copy bug resends every 100 ms).
+//! - the resend time is updated on every resend (the plugin's value-copy bug resends every 100 ms),
+//!   and each further resend of the same message doubles its timeout up to the 1 s cap, so a
+//!   silent peer costs one message per second, not five or ten.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -62,6 +64,11 @@ impl RttEstimator {
     pub fn rtt(&self) -> Duration {
         Duration::from_nanos(self.rtt as u64)
     }
+}
+
+/// Retransmission timeout of a message already sent `attempts` times: RTO doubled per resend, capped.
+fn backoff(rto: Duration, attempts: u32) -> Duration {
+    rto.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(MAX_RTO.max(rto))
 }
 
 /// One sent (or queued) stream message.
@@ -228,9 +235,8 @@ impl OutgoingBuffer {
             .iter()
             .take(self.next_unsent.min(RETRANSMIT_WINDOW))
             .flatten()
-            .filter_map(|e| e.last_sent)
+            .filter_map(|e| e.last_sent.map(|t| t + backoff(rto, e.attempts)))
             .min()
-            .map(|t| t + rto)
     }
 
     /// First transmission time of the oldest unacked message: the give-up clock.
@@ -248,6 +254,8 @@ impl OutgoingBuffer {
         let rto = self.rtt.rto();
         let window = self.next_unsent.min(RETRANSMIT_WINDOW);
         for e in self.entries.iter_mut().take(window).flatten() {
+            // A fresh start after the outage: forget the backoff, make it due now.
+            e.attempts = e.attempts.min(1);
             e.last_sent = Some(now.checked_sub(rto).unwrap_or(now));
         }
     }
@@ -350,9 +358,25 @@ mod tests {
         b.poll_transmit(t0);
         assert!(b.poll_transmit(t0 + ms(10)).is_none());
         b.make_window_due(t0 + ms(10));
-        assert_eq!(b.poll_transmit(t0 + ms(10)).unwrap().2, true);
+        assert!(b.poll_transmit(t0 + ms(10)).unwrap().2);
         assert_eq!(b.head_attempts(), 2);
         assert_eq!(b.oldest_first_sent(), Some(t0));
+    }
+
+    #[test]
+    fn repeated_resends_back_off_to_the_cap() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(10);
+        b.push(Bytes::from_static(b"a"), 1);
+        let mut now = t0;
+        let mut gaps = vec![];
+        for _ in 0..6 {
+            b.poll_transmit(now).unwrap();
+            let next = b.next_retransmit().unwrap();
+            gaps.push((next - now).as_millis());
+            now = next;
+        }
+        assert_eq!(gaps, vec![200, 400, 800, 1000, 1000, 1000]);
     }
 
     #[test]
