@@ -68,7 +68,8 @@ impl RttEstimator {
 
 /// Retransmission timeout of a message already sent `attempts` times: RTO doubled per resend, capped.
 fn backoff(rto: Duration, attempts: u32) -> Duration {
-    rto.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(MAX_RTO.max(rto))
+    rto.saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(MAX_RTO.max(rto))
 }
 
 /// One sent (or queued) stream message.

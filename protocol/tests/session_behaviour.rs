@@ -7,7 +7,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use rssm_protocol::crypto::{b64_decode, b64_encode, SessionCipher};
 use rssm_protocol::message::uuid_to_wire;
-use rssm_protocol::payload::{to_json, EncryptionChallenge, HandshakeResponsePayload, KmsEncryptionResponse};
+use rssm_protocol::payload::{
+    to_json, EncryptionChallenge, HandshakeResponsePayload, KmsEncryptionResponse,
+};
 use rssm_protocol::{
     AgentMessage, CloseReason, DataKey, DataKeyProvider, DataKeyRequest, Event, FrameError,
     MessageType, PayloadType, Role, Session, SessionConfig,
@@ -17,11 +19,21 @@ use uuid::Uuid;
 const UNIX_MS: u64 = 1_700_000_000_000;
 
 fn client(now: Instant) -> Session {
-    Session::new(SessionConfig::client("sess-1", "i-0123"), now, UNIX_MS, [1; 32])
+    Session::new(
+        SessionConfig::client("sess-1", "i-0123"),
+        now,
+        UNIX_MS,
+        [1; 32],
+    )
 }
 
 fn agent(now: Instant) -> Session {
-    Session::new(SessionConfig::agent("sess-1", "i-0123"), now, UNIX_MS, [2; 32])
+    Session::new(
+        SessionConfig::agent("sess-1", "i-0123"),
+        now,
+        UNIX_MS,
+        [2; 32],
+    )
 }
 
 /// Moves frames both ways until both sides are quiet; returns frames moved.
@@ -61,7 +73,10 @@ impl DataKeyProvider for FakeKms {
         let plaintext: Vec<u8> = (0..64u8).collect();
         let mut blob = plaintext.clone();
         blob.reverse();
-        Ok(DataKey { plaintext, ciphertext_blob: blob })
+        Ok(DataKey {
+            plaintext,
+            ciphertext_blob: blob,
+        })
     }
 }
 
@@ -71,19 +86,25 @@ fn kms_pair(now: Instant) -> (Session, Session) {
     let mut c = client(now);
     let mut a = agent(now);
     let req = r#"{"AgentVersion":"3.3.987.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Standard_Stream","Properties":null}},{"ActionType":"KMSEncryption","ActionParameters":{"KMSKeyId":"alias/ssm","Challenge":"c2VjcmV0"}}]}"#;
-    a.send(PayloadType::HandshakeRequest, Bytes::from(req)).unwrap();
+    a.send(PayloadType::HandshakeRequest, Bytes::from(req))
+        .unwrap();
     exchange(&mut a, &mut c, now);
     let ev = events(&mut c);
-    assert!(matches!(&ev[1], Event::DataKeyRequired(r) if r.key_id == "alias/ssm"
+    assert!(
+        matches!(&ev[1], Event::DataKeyRequired(r) if r.key_id == "alias/ssm"
         && r.encryption_context["aws:ssm:SessionId"] == "sess-1"
-        && r.encryption_context["aws:ssm:TargetId"] == "i-0123"));
+        && r.encryption_context["aws:ssm:TargetId"] == "i-0123")
+    );
     let mut kms = FakeKms { calls: vec![] };
     c.resolve_data_key(&mut kms);
     assert_eq!(kms.calls.len(), 1);
     exchange(&mut a, &mut c, now);
     // Agent: read the response, "decrypt" the key, install the cipher, send the challenge.
     let resp = match events(&mut a).pop() {
-        Some(Event::Payload { payload_type: PayloadType::HandshakeResponse, data }) => data,
+        Some(Event::Payload {
+            payload_type: PayloadType::HandshakeResponse,
+            data,
+        }) => data,
         other => panic!("{other:?}"),
     };
     let resp: HandshakeResponsePayload = serde_json::from_slice(&resp).unwrap();
@@ -98,12 +119,17 @@ fn kms_pair(now: Instant) -> (Session, Session) {
     let (plain, blob) = agent_cipher.make_challenge(a.rng());
     a.send(
         PayloadType::EncChallengeRequest,
-        to_json(&EncryptionChallenge { challenge: b64_encode(&blob) }),
+        to_json(&EncryptionChallenge {
+            challenge: b64_encode(&blob),
+        }),
     )
     .unwrap();
     exchange(&mut a, &mut c, now);
     let answer = match events(&mut a).pop() {
-        Some(Event::Payload { payload_type: PayloadType::EncChallengeResponse, data }) => data,
+        Some(Event::Payload {
+            payload_type: PayloadType::EncChallengeResponse,
+            data,
+        }) => data,
         other => panic!("{other:?}"),
     };
     let answer: EncryptionChallenge = serde_json::from_slice(&answer).unwrap();
@@ -116,8 +142,10 @@ fn kms_pair(now: Instant) -> (Session, Session) {
     )
     .unwrap();
     exchange(&mut a, &mut c, now);
-    assert!(matches!(events(&mut c).pop(), Some(Event::HandshakeComplete { encrypted: true, customer_message })
-        if customer_message == "This session is encrypted using AWS KMS."));
+    assert!(
+        matches!(events(&mut c).pop(), Some(Event::HandshakeComplete { encrypted: true, customer_message })
+        if customer_message == "This session is encrypted using AWS KMS.")
+    );
     assert!(c.is_encrypted() && c.handshake_done());
     (c, a)
 }
@@ -126,28 +154,47 @@ fn kms_pair(now: Instant) -> (Session, Session) {
 fn kms_session_encrypts_output_both_ways() {
     let now = Instant::now();
     let (mut c, mut a) = kms_pair(now);
-    c.send(PayloadType::Output, Bytes::from_static(b"ls -l\n")).unwrap();
+    c.send(PayloadType::Output, Bytes::from_static(b"ls -l\n"))
+        .unwrap();
     // On the wire the client's Output is ciphertext: plaintext + 28 bytes.
     let wire = c.poll_transmit(now).unwrap();
     let m = AgentMessage::decode(wire.clone()).unwrap();
     assert_eq!(m.payload.len(), 6 + 28);
     assert!(!m.payload.windows(5).any(|w| w == b"ls -l"));
     a.handle_frame(wire, now).unwrap();
-    assert_eq!(events(&mut a), vec![Event::Output(Bytes::from_static(b"ls -l\n"))]);
+    assert_eq!(
+        events(&mut a),
+        vec![Event::Output(Bytes::from_static(b"ls -l\n"))]
+    );
     // Size stays clear (§8.4) and the agent encrypts StdErr and ExitCode too.
     c.send_size(80, 24).unwrap();
-    a.send(PayloadType::StdErr, Bytes::from_static(b"oops")).unwrap();
-    a.send(PayloadType::ExitCode, Bytes::from_static(b"EXIT_CODE: 7")).unwrap();
+    a.send(PayloadType::StdErr, Bytes::from_static(b"oops"))
+        .unwrap();
+    a.send(PayloadType::ExitCode, Bytes::from_static(b"EXIT_CODE: 7"))
+        .unwrap();
     exchange(&mut a, &mut c, now);
-    assert_eq!(events(&mut a), vec![Event::Size(rssm_protocol::payload::SizeData { cols: 80, rows: 24 })]);
-    assert_eq!(events(&mut c), vec![Event::StdErr(Bytes::from_static(b"oops")), Event::ExitCode(7)]);
+    assert_eq!(
+        events(&mut a),
+        vec![Event::Size(rssm_protocol::payload::SizeData {
+            cols: 80,
+            rows: 24
+        })]
+    );
+    assert_eq!(
+        events(&mut c),
+        vec![
+            Event::StdErr(Bytes::from_static(b"oops")),
+            Event::ExitCode(7)
+        ]
+    );
 }
 
 #[test]
 fn tampered_ciphertext_ends_the_session_without_delivering() {
     let now = Instant::now();
     let (mut c, mut a) = kms_pair(now);
-    a.send(PayloadType::Output, Bytes::from_static(b"secret output")).unwrap();
+    a.send(PayloadType::Output, Bytes::from_static(b"secret output"))
+        .unwrap();
     let wire = a.poll_transmit(now).unwrap();
     let mut m = AgentMessage::decode(wire).unwrap();
     let mut p = m.payload.to_vec();
@@ -155,7 +202,10 @@ fn tampered_ciphertext_ends_the_session_without_delivering() {
     m.payload = Bytes::from(p);
     c.handle_frame(m.encode(), now).unwrap();
     let ev = events(&mut c);
-    assert!(matches!(ev.as_slice(), [Event::Closed(CloseReason::Crypto(_))]), "{ev:?}");
+    assert!(
+        matches!(ev.as_slice(), [Event::Closed(CloseReason::Crypto(_))]),
+        "{ev:?}"
+    );
     assert!(c.is_closed());
 }
 
@@ -165,11 +215,14 @@ fn failed_kms_call_is_reported_to_the_agent_as_a_failed_action() {
     let mut c = client(now);
     let mut a = agent(now);
     let req = r#"{"AgentVersion":"3.3.987.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Standard_Stream","Properties":null}},{"ActionType":"KMSEncryption","ActionParameters":{"KMSKeyId":"k","Challenge":""}}]}"#;
-    a.send(PayloadType::HandshakeRequest, Bytes::from(req)).unwrap();
+    a.send(PayloadType::HandshakeRequest, Bytes::from(req))
+        .unwrap();
     exchange(&mut a, &mut c, now);
     c.provide_data_key(Err("AccessDeniedException: not allowed to use key k".into()));
     exchange(&mut a, &mut c, now);
-    let Some(Event::Payload { data, .. }) = events(&mut a).pop() else { panic!() };
+    let Some(Event::Payload { data, .. }) = events(&mut a).pop() else {
+        panic!()
+    };
     let resp: HandshakeResponsePayload = serde_json::from_slice(&data).unwrap();
     assert_eq!(resp.processed_client_actions[1].action_status, 2);
     assert!(resp.errors.unwrap()[0].contains("AccessDeniedException"));
@@ -182,8 +235,10 @@ fn not_ready_consumer_leaves_data_unacked_until_ready() {
     let mut c = client(t0);
     let mut a = agent(t0);
     c.set_ready(false);
-    a.send(PayloadType::Output, Bytes::from_static(b"one")).unwrap();
-    a.send(PayloadType::Output, Bytes::from_static(b"two")).unwrap();
+    a.send(PayloadType::Output, Bytes::from_static(b"one"))
+        .unwrap();
+    a.send(PayloadType::Output, Bytes::from_static(b"two"))
+        .unwrap();
     exchange(&mut a, &mut c, t0);
     // "two" arrived out of the reader's order position and was acked+buffered; "one" was refused.
     assert_eq!(a.unacked(), 1);
@@ -194,31 +249,57 @@ fn not_ready_consumer_leaves_data_unacked_until_ready() {
     let t1 = a.poll_timeout().unwrap();
     exchange(&mut a, &mut c, t1);
     assert_eq!(a.unacked(), 0);
-    let out: Vec<Event> = events(&mut c).into_iter().filter(|e| matches!(e, Event::Output(_))).collect();
-    assert_eq!(out, vec![Event::Output(Bytes::from_static(b"one")), Event::Output(Bytes::from_static(b"two"))]);
+    let out: Vec<Event> = events(&mut c)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Output(_)))
+        .collect();
+    assert_eq!(
+        out,
+        vec![
+            Event::Output(Bytes::from_static(b"one")),
+            Event::Output(Bytes::from_static(b"two"))
+        ]
+    );
 }
 
 fn control_frame(mt: MessageType, payload: &'static [u8]) -> Bytes {
-    AgentMessage::new(mt, 0, 0, UNIX_MS, Uuid::nil(), PayloadType::Undefined, Bytes::from_static(payload)).encode()
+    AgentMessage::new(
+        mt,
+        0,
+        0,
+        UNIX_MS,
+        Uuid::nil(),
+        PayloadType::Undefined,
+        Bytes::from_static(payload),
+    )
+    .encode()
 }
 
 #[test]
 fn pause_publication_holds_new_data_and_expires_for_a_client() {
     let t0 = Instant::now();
     let mut c = client(t0);
-    c.handle_frame(control_frame(MessageType::PausePublication, b"x"), t0).unwrap();
+    c.handle_frame(control_frame(MessageType::PausePublication, b"x"), t0)
+        .unwrap();
     assert_eq!(events(&mut c), vec![Event::PublicationPaused]);
-    c.send(PayloadType::Output, Bytes::from_static(b"k")).unwrap();
+    c.send(PayloadType::Output, Bytes::from_static(b"k"))
+        .unwrap();
     assert!(c.poll_transmit(t0).is_none());
     // The client probes again after the pause expiry (1 s), in case start_publication was lost.
     assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     assert!(c.poll_transmit(t0 + Duration::from_secs(1)).is_some());
 
     let mut a = agent(t0);
-    a.handle_frame(control_frame(MessageType::PausePublication, b"x"), t0).unwrap();
-    a.send(PayloadType::Output, Bytes::from_static(b"k")).unwrap();
-    assert!(a.poll_transmit(t0 + Duration::from_secs(3600)).is_none(), "the agent waits for start");
-    a.handle_frame(control_frame(MessageType::StartPublication, b"x"), t0).unwrap();
+    a.handle_frame(control_frame(MessageType::PausePublication, b"x"), t0)
+        .unwrap();
+    a.send(PayloadType::Output, Bytes::from_static(b"k"))
+        .unwrap();
+    assert!(
+        a.poll_transmit(t0 + Duration::from_secs(3600)).is_none(),
+        "the agent waits for start"
+    );
+    a.handle_frame(control_frame(MessageType::StartPublication, b"x"), t0)
+        .unwrap();
     assert!(a.poll_transmit(t0).is_some());
 }
 
@@ -226,7 +307,8 @@ fn pause_publication_holds_new_data_and_expires_for_a_client() {
 fn silent_peer_makes_the_client_give_up_with_a_clear_reason() {
     let t0 = Instant::now();
     let mut c = client(t0);
-    c.send(PayloadType::Output, Bytes::from_static(b"hello")).unwrap();
+    c.send(PayloadType::Output, Bytes::from_static(b"hello"))
+        .unwrap();
     let mut now = t0;
     let mut sent = 0;
     for _ in 0..10_000 {
@@ -240,10 +322,15 @@ fn silent_peer_makes_the_client_give_up_with_a_clear_reason() {
         c.handle_timeout(now);
     }
     let ev = events(&mut c);
-    assert!(matches!(ev.as_slice(), [Event::Closed(CloseReason::GaveUp { waited, .. })] if *waited >= Duration::from_secs(300)), "{ev:?}");
+    assert!(
+        matches!(ev.as_slice(), [Event::Closed(CloseReason::GaveUp { waited, .. })] if *waited >= Duration::from_secs(300)),
+        "{ev:?}"
+    );
     // Retransmissions back off to the 1 s cap rather than the plugin's every-100-ms bug.
     assert!((295..=305).contains(&sent), "sent {sent} times");
-    assert!(c.send(PayloadType::Output, Bytes::from_static(b"x")).is_err());
+    assert!(c
+        .send(PayloadType::Output, Bytes::from_static(b"x"))
+        .is_err());
 }
 
 #[test]
@@ -251,12 +338,19 @@ fn invalid_frames_are_ignored_and_never_acked() {
     let t0 = Instant::now();
     let mut c = client(t0);
     let mut a = agent(t0);
-    a.send(PayloadType::Output, Bytes::from_static(b"data")).unwrap();
+    a.send(PayloadType::Output, Bytes::from_static(b"data"))
+        .unwrap();
     let good = a.poll_transmit(t0).unwrap();
     let mut bad = good.to_vec();
     *bad.last_mut().unwrap() ^= 1; // payload no longer matches its digest
-    assert!(matches!(c.handle_frame(Bytes::from(bad), t0), Err(FrameError::Invalid(_))));
-    assert!(matches!(c.handle_frame(Bytes::from_static(b"short"), t0), Err(FrameError::Decode(_))));
+    assert!(matches!(
+        c.handle_frame(Bytes::from(bad), t0),
+        Err(FrameError::Invalid(_))
+    ));
+    assert!(matches!(
+        c.handle_frame(Bytes::from_static(b"short"), t0),
+        Err(FrameError::Decode(_))
+    ));
     assert!(c.poll_transmit(t0).is_none());
     assert_eq!(c.stats().invalid_frames, 2);
     c.handle_frame(good, t0).unwrap();
@@ -270,8 +364,11 @@ fn channel_closed_ends_the_session_with_its_reason() {
     let t0 = Instant::now();
     let mut c = client(t0);
     let cc = br#"{"MessageId":"m","CreatedDate":"1","DestinationId":"i-0123","SessionId":"sess-1","MessageType":"channel_closed","SchemaVersion":1,"Output":"Session terminated by admin"}"#;
-    c.handle_frame(control_frame(MessageType::ChannelClosed, cc), t0).unwrap();
-    let Some(Event::ChannelClosed(c2)) = c.poll_event() else { panic!() };
+    c.handle_frame(control_frame(MessageType::ChannelClosed, cc), t0)
+        .unwrap();
+    let Some(Event::ChannelClosed(c2)) = c.poll_event() else {
+        panic!()
+    };
     assert_eq!(c2.output, "Session terminated by admin");
     assert!(c.is_closed());
     assert!(c.poll_timeout().is_none());
@@ -283,11 +380,15 @@ fn agent_marks_only_its_first_stream_message_syn() {
     let mut a = agent(t0);
     let mut c = client(t0);
     for _ in 0..2 {
-        a.send(PayloadType::Output, Bytes::from_static(b"x")).unwrap();
-        c.send(PayloadType::Output, Bytes::from_static(b"y")).unwrap();
+        a.send(PayloadType::Output, Bytes::from_static(b"x"))
+            .unwrap();
+        c.send(PayloadType::Output, Bytes::from_static(b"y"))
+            .unwrap();
     }
     let flags = |s: &mut Session| -> Vec<u64> {
-        std::iter::from_fn(|| s.poll_transmit(t0)).map(|f| AgentMessage::decode(f).unwrap().flags).collect()
+        std::iter::from_fn(|| s.poll_transmit(t0))
+            .map(|f| AgentMessage::decode(f).unwrap().flags)
+            .collect()
     };
     assert_eq!(flags(&mut a), vec![1, 0]);
     assert_eq!(flags(&mut c), vec![0, 0]);

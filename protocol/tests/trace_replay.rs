@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::read_trace;
 use rssm_protocol::payload::AcknowledgeContent;
-use rssm_protocol::{AgentMessage, Event, MessageType, PayloadType, Session, SessionConfig, SessionType};
+use rssm_protocol::{
+    AgentMessage, Event, MessageType, PayloadType, Session, SessionConfig, SessionType,
+};
 
 struct Replay {
     session: Session,
@@ -45,7 +47,9 @@ fn replay(name: &str) -> Replay {
                         PayloadType::Output | PayloadType::Flag | PayloadType::Size
                     )
                 {
-                    session.send(want.payload_type, want.payload.clone()).unwrap();
+                    session
+                        .send(want.payload_type, want.payload.clone())
+                        .unwrap();
                 }
                 loop {
                     let sent = session
@@ -60,7 +64,11 @@ fn replay(name: &str) -> Replay {
                         reacks += 1;
                         continue;
                     }
-                    assert_eq!(got.message_type, want.message_type, "type at t={}", rec["t_ms"]);
+                    assert_eq!(
+                        got.message_type, want.message_type,
+                        "type at t={}",
+                        rec["t_ms"]
+                    );
                     assert_eq!(got.sequence_number, want.sequence_number);
                     assert_eq!(got.flags, want.flags);
                     assert_eq!(got.payload_type, want.payload_type);
@@ -88,11 +96,15 @@ fn replay(name: &str) -> Replay {
 fn official_port_smux_session_is_reproduced_frame_for_frame() {
     let r = replay("official-client-port-smux.jsonl");
     assert_eq!(r.reacks, 0);
-    let Event::SessionType(t) = &r.events[0] else { panic!("{:?}", r.events) };
+    let Event::SessionType(t) = &r.events[0] else {
+        panic!("{:?}", r.events)
+    };
     assert_eq!(t.session_type, SessionType::Port);
     assert_eq!(t.property("type"), Some("LocalPortForwarding"));
     assert_eq!(t.agent_version.as_deref(), Some("3.3.987.0"));
-    assert!(matches!(&r.events[1], Event::HandshakeComplete { customer_message, encrypted: false } if customer_message.is_empty()));
+    assert!(
+        matches!(&r.events[1], Event::HandshakeComplete { customer_message, encrypted: false } if customer_message.is_empty())
+    );
     // The upper-cased echo arrives as smux bytes.
     let out: Vec<u8> = r
         .events
@@ -111,7 +123,9 @@ fn official_port_smux_session_is_reproduced_frame_for_frame() {
 #[test]
 fn official_shell_session_infers_standard_stream_from_first_output() {
     let r = replay("official-client-shell.jsonl");
-    let Event::SessionType(t) = &r.events[0] else { panic!() };
+    let Event::SessionType(t) = &r.events[0] else {
+        panic!()
+    };
     assert_eq!(t.session_type, SessionType::StandardStream);
     assert_eq!(t.agent_version, None);
     assert_eq!(r.events[1], Event::Output(Bytes::from_static(b"sh-5.2$ ")));
@@ -126,7 +140,9 @@ fn real_agent_retransmitted_handshake_is_acked_once_then_reacked() {
     assert_eq!(r.reacks, 4);
     assert_eq!(r.session.stats().duplicates_received, 4);
     assert!(matches!(&r.events[0], Event::AgentSessionState(s) if s.session_state == "Connected"));
-    let Event::SessionType(t) = &r.events[1] else { panic!("{:?}", r.events) };
+    let Event::SessionType(t) = &r.events[1] else {
+        panic!("{:?}", r.events)
+    };
     assert_eq!(t.property("portNumber"), Some("7777"));
     assert_eq!(r.session.unacked(), 0);
 }
