@@ -18,20 +18,19 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use uuid::Uuid;
 
-use crate::crypto::{b64_decode, b64_encode, CryptoError, SessionCipher};
-use crate::handshake::{
-    process_request, DataKey, DataKeyProvider, DataKeyRequest, PendingResponse, SessionType,
-    SessionTypeInfo,
-};
+use crate::crypto::SessionCipher;
+use crate::handshake::{PendingResponse, SessionType, SessionTypeInfo};
 use crate::incoming::{Arrival, IncomingBuffer};
-use crate::message::{AgentMessage, DecodeError, MessageType, PayloadType, ValidationError};
+use crate::message::{AgentMessage, MessageType, PayloadType};
 use crate::outgoing::OutgoingBuffer;
-use crate::payload::{
-    parse_exit_code, to_json, AcknowledgeContent, AgentSessionStatePayload, ChannelClosed,
-    EncryptionChallenge, Flag, HandshakeCompletePayload, HandshakeRequestPayload, SizeData,
-};
+use crate::payload::{parse_exit_code, to_json, AcknowledgeContent, ChannelClosed, Flag, SizeData};
 use crate::stats::Stats;
 use crate::Role;
+
+mod client_handshake;
+mod events;
+
+pub use events::{CloseReason, Event, FrameError, SendError};
 
 /// Flags value of acknowledgements and other non-stream messages (§2.5).
 const ACK_FLAGS: u64 = 3;
@@ -97,106 +96,6 @@ impl SessionConfig {
             ..SessionConfig::client(session_id, target_id)
         }
     }
-}
-
-/// Something the caller must act on, in the order it happened.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The session type is known: from the HandshakeRequest, or inferred from a first Output
-    /// message of a handshake-less shell (§7.6).
-    SessionType(SessionTypeInfo),
-    /// The handshake needs a KMS data key; answer with [`Session::provide_data_key`].
-    DataKeyRequired(DataKeyRequest),
-    /// The agent finished the handshake; the session may carry data now.
-    HandshakeComplete {
-        /// Text to show the user when non-empty.
-        customer_message: String,
-        /// Whether Output is encrypted with KMS.
-        encrypted: bool,
-    },
-    /// Stream bytes (decrypted): terminal or TCP or smux data.
-    Output(Bytes),
-    /// Standard error of a non-interactive command (decrypted).
-    StdErr(Bytes),
-    /// A command's exit code.
-    ExitCode(i32),
-    /// A control flag.
-    Flag(Flag),
-    /// A terminal size (what an agent receives).
-    Size(SizeData),
-    /// Any other in-order stream payload, e.g. HandshakeResponse for an agent.
-    Payload {
-        /// Its type.
-        payload_type: PayloadType,
-        /// Its bytes (decrypted where the role decrypts that type).
-        data: Bytes,
-    },
-    /// The gateway closed the session (§10.1). Nothing more will arrive.
-    ChannelClosed(ChannelClosed),
-    /// The gateway paused our publication (peer away).
-    PublicationPaused,
-    /// The gateway resumed our publication.
-    PublicationStarted,
-    /// The agent reported its state (normally consumed by the gateway).
-    AgentSessionState(AgentSessionStatePayload),
-    /// The session ended on our side; see the reason.
-    Closed(CloseReason),
-}
-
-/// Why a session ended without a `channel_closed`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CloseReason {
-    /// The peer stopped acknowledging.
-    #[error("the remote end stopped acknowledging data: no ack for {waited:?} after {attempts} transmissions")]
-    GaveUp {
-        /// How long the oldest message waited.
-        waited: Duration,
-        /// How often it was sent.
-        attempts: u32,
-    },
-    /// A payload failed to decrypt or authenticate.
-    #[error("encrypted data from the remote end failed to decrypt: {0}")]
-    Crypto(CryptoError),
-    /// The handshake could not be completed.
-    #[error("session handshake failed: {0}")]
-    Handshake(String),
-    /// [`Session::close`] was called.
-    #[error("closed locally")]
-    Local,
-}
-
-/// Why [`Session::send`] refused a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// The session is over.
-    #[error("the session is closed")]
-    Closed,
-    /// Too many unacknowledged messages: wait for acks (backpressure).
-    #[error("too many unacknowledged messages")]
-    BufferFull,
-    /// Neither reference implementation can carry an empty payload (§2.2).
-    #[error("empty payloads cannot be sent")]
-    Empty,
-}
-
-/// Why a received frame was ignored. Ignored frames are never acknowledged (§2.7).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    /// It did not decode.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// It decoded but failed validation.
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
-    /// An acknowledge whose JSON did not parse.
-    #[error("malformed acknowledge payload")]
-    BadAck,
-    /// A message type this role does not expect.
-    #[error("unexpected message type {0}")]
-    Unexpected(String),
-    /// The session already ended.
-    #[error("session closed")]
-    Closed,
 }
 
 #[derive(Debug)]
@@ -650,120 +549,6 @@ impl Session {
             },
         };
         self.events.push_back(event);
-    }
-
-    fn on_handshake_message(&mut self, msg: &AgentMessage) {
-        match msg.payload_type {
-            PayloadType::HandshakeRequest => {
-                let req: HandshakeRequestPayload = match serde_json::from_slice(&msg.payload) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return self.close_with(CloseReason::Handshake(format!(
-                            "malformed HandshakeRequest: {e}"
-                        )))
-                    }
-                };
-                let pending = process_request(
-                    &req,
-                    &self.config.session_id,
-                    &self.config.target_id,
-                    self.config.acknowledge_kms_challenge,
-                );
-                if let Some(info) = &pending.session_type {
-                    self.session_type = Some(info.clone());
-                    self.events.push_back(Event::SessionType(info.clone()));
-                }
-                if let Some(kr) = &pending.kms_request {
-                    self.events.push_back(Event::DataKeyRequired(kr.clone()));
-                    self.handshake = HandshakeState::AwaitingDataKey(Box::new(pending));
-                } else {
-                    self.respond(&pending);
-                }
-            }
-            PayloadType::EncChallengeRequest => {
-                let answer = serde_json::from_slice::<EncryptionChallenge>(&msg.payload)
-                    .map_err(|e| CloseReason::Handshake(format!("malformed challenge: {e}")))
-                    .and_then(|c| b64_decode(&c.challenge).map_err(CloseReason::Crypto))
-                    .and_then(|blob| match self.cipher.as_mut() {
-                        Some(cipher) => cipher
-                            .answer_challenge(&blob, &mut self.rng)
-                            .map_err(CloseReason::Crypto),
-                        None => Err(CloseReason::Handshake(
-                            "encryption challenge before a KMS key was agreed".into(),
-                        )),
-                    });
-                match answer {
-                    Ok(blob) => {
-                        let json = to_json(&EncryptionChallenge {
-                            challenge: b64_encode(&blob),
-                        });
-                        let _ = self.send(PayloadType::EncChallengeResponse, json);
-                    }
-                    Err(reason) => self.close_with(reason),
-                }
-            }
-            PayloadType::HandshakeComplete => {
-                let done: HandshakeCompletePayload = serde_json::from_slice(&msg.payload)
-                    .unwrap_or(HandshakeCompletePayload {
-                        handshake_time_to_complete: 0,
-                        customer_message: String::new(),
-                    });
-                if self.session_type.is_none() {
-                    // The plugin aborts the same way (§7.2).
-                    return self.close_with(CloseReason::Handshake(
-                        "unable to determine SessionType".into(),
-                    ));
-                }
-                self.handshake = HandshakeState::Done;
-                self.events.push_back(Event::HandshakeComplete {
-                    customer_message: done.customer_message,
-                    encrypted: self.cipher.is_some(),
-                });
-            }
-            _ => unreachable!("only handshake payload types are routed here"),
-        }
-    }
-
-    fn respond(&mut self, pending: &PendingResponse) {
-        let response = pending.response(&self.config.client_version);
-        self.handshake = HandshakeState::Responded;
-        let _ = self.send(PayloadType::HandshakeResponse, to_json(&response));
-    }
-
-    /// Answers [`Event::DataKeyRequired`]: installs the cipher (encryption starts before the
-    /// response is sent, §8.4) and sends the HandshakeResponse; an error is reported to the agent
-    /// as a failed action, which makes it end the session.
-    pub fn provide_data_key(&mut self, result: Result<DataKey, String>) {
-        let HandshakeState::AwaitingDataKey(mut pending) =
-            std::mem::replace(&mut self.handshake, HandshakeState::Responded)
-        else {
-            return;
-        };
-        let result = result.and_then(|key| {
-            SessionCipher::new(&key.plaintext, Role::Client, &mut self.rng)
-                .map(|c| (key, c))
-                .map_err(|e| e.to_string())
-        });
-        let key = match result {
-            Ok((key, cipher)) => {
-                self.cipher = Some(cipher);
-                Ok(key)
-            }
-            Err(e) => Err(e),
-        };
-        pending.complete_kms(&key, self.config.acknowledge_kms_challenge);
-        self.respond(&pending);
-    }
-
-    /// Answers a pending [`Event::DataKeyRequired`] synchronously through `provider`.
-    pub fn resolve_data_key(&mut self, provider: &mut impl DataKeyProvider) {
-        if let HandshakeState::AwaitingDataKey(p) = &self.handshake {
-            let Some(req) = p.kms_request.clone() else {
-                return;
-            };
-            let result = provider.generate_data_key(&req);
-            self.provide_data_key(result);
-        }
     }
 
     fn close_with(&mut self, reason: CloseReason) {
