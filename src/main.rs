@@ -1,123 +1,98 @@
-//! rssm — a native AWS Session Manager client.
-//!
-//! The session commands (`shell`, `exec`, `proxy`, `forward`) are being built on the
-//! `rssm-protocol` crate. What ships today is `rssm trace`, which decodes a recorded data-channel
-//! session (one websocket frame per JSON line, the format of the project's replay fixtures) into
-//! a readable frame-by-frame listing: the tool we use to compare our client with the official one.
+//! rssm — a native AWS Session Manager client. See `rssm --help` and the README.
 
-use std::io::{BufRead, Write};
+mod aws;
+mod cli;
+mod commands;
+mod driver;
+mod trace;
+mod transport;
+
 use std::process::ExitCode;
 
-use bytes::Bytes;
-use rssm_protocol::{AgentMessage, PayloadType};
+use clap::{CommandFactory, Parser};
 
-const USAGE: &str = "\
-usage: rssm trace FILE.jsonl    decode a recorded data-channel session frame by frame
-       rssm --version
-
-Each line of FILE is {\"t_ms\":…, \"dir\":…, \"kind\":\"binary\"|\"text\", \"hex\"|\"text\":…}.
-Tokens in OpenDataChannel frames are never printed.";
+use cli::{Cli, Command};
+use commands::EXIT_ERROR;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
     {
-        ["--version" | "-V"] => {
-            println!("rssm {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rssm: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
         }
-        ["trace", path] => match trace(path) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("rssm: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        ["--help" | "-h"] | [] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("rssm: unrecognised arguments\n{USAGE}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn trace(path: &str) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("{path}: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| format!("{path}:{}: not a JSON record: {e}", n + 1))?;
-        let text = describe(&rec).unwrap_or_else(|e| format!("(undecodable: {e})"));
-        let t = rec["t_ms"].as_u64().unwrap_or(0);
-        let dir = rec["dir"].as_str().unwrap_or("?");
-        if writeln!(out, "{t:>8} ms  {dir:<16} {text}").is_err() {
-            return Ok(()); // reader went away (e.g. `| head`)
-        }
-    }
-    Ok(())
-}
-
-fn describe(rec: &serde_json::Value) -> Result<String, String> {
-    if rec["kind"] == "text" {
-        // The OpenDataChannel frame carries the session token: show only its shape.
-        let v: serde_json::Value =
-            serde_json::from_str(rec["text"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
-        let version = v["ClientVersion"].as_str().unwrap_or("-");
-        return Ok(format!(
-            "TEXT open_data_channel ClientVersion={version} TokenValue=<redacted>"
-        ));
-    }
-    let hex = rec["hex"].as_str().ok_or("no hex field")?;
-    let bytes = decode_hex(hex)?;
-    let m = AgentMessage::decode(Bytes::from(bytes)).map_err(|e| e.to_string())?;
-    let valid = match m.validate() {
-        Ok(()) => String::new(),
-        Err(e) => format!(" INVALID({e})"),
     };
-    let body = match m.payload_type {
-        PayloadType::Output | PayloadType::StdErr | PayloadType::Flag => {
-            let shown: String = m
-                .payload
-                .iter()
-                .take(24)
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let more = if m.payload.len() > 24 { "…" } else { "" };
-            format!("{shown}{more}")
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("rssm: {}", one_line(&e));
+            ExitCode::from(EXIT_ERROR)
         }
-        _ => String::from_utf8_lossy(&m.payload)
-            .chars()
-            .take(160)
-            .collect(),
-    };
-    Ok(format!(
-        "{} seq={} flags={} type={:?} len={}{valid}  {body}",
-        m.message_type,
-        m.sequence_number,
-        m.flags,
-        m.payload_type,
-        m.payload.len()
-    ))
+    }
 }
 
-fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
-        return Err("odd-length hex".into());
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "rssm", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::SshConfig => {
+            print!("{}", commands::ssh_config::text());
+            Ok(0)
+        }
+        Command::Trace { file } => trace::run(file),
+        Command::Demo(args) => commands::demo::run(&cli, args).await,
+        Command::Shell(args) => {
+            let aws = aws::Aws::load(&cli.aws_options()).await?;
+            commands::shell::run(&aws, args, cli.quiet).await
+        }
+        Command::Exec(args) => {
+            let aws = aws::Aws::load(&cli.aws_options()).await?;
+            commands::exec::run(&aws, args).await
+        }
+        Command::Proxy(args) => {
+            let aws = aws::Aws::load(&cli.aws_options()).await?;
+            commands::proxy::run(&aws, args).await
+        }
+        Command::Forward(args) => {
+            let aws = aws::Aws::load(&cli.aws_options()).await?;
+            commands::forward::run(&aws, args, cli.quiet).await
+        }
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
-        .collect()
+}
+
+/// Diagnostics go to stderr: warnings by default, -v info, -vv debug for rssm's own crates only
+/// (SDK internals stay at warn so nothing sensitive is ever traced). `RUST_LOG` overrides.
+fn init_tracing(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,rssm=info,rssm_protocol=info,rssm_sim=info",
+        (false, _) => "warn,rssm=debug,rssm_protocol=debug,rssm_sim=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// An error and its causes as one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
 }

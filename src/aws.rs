@@ -1,0 +1,211 @@
+//! AWS API calls: credentials and region through aws-config's default chain, and the SSM
+//! StartSession / TerminateSession / ResumeSession calls. Every error becomes one line that says
+//! what failed and what to do.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Context, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+
+/// Global connection options (`--profile`, `--region`, `--endpoint-url`).
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// Named profile; `None` = the default chain (AWS_PROFILE, default profile, …).
+    pub profile: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+    /// SSM endpoint override (AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL work too).
+    pub endpoint_url: Option<String>,
+}
+
+/// A loaded AWS configuration and SSM client.
+#[derive(Clone)]
+pub struct Aws {
+    config: SdkConfig,
+    ssm: aws_sdk_ssm::Client,
+}
+
+/// A session as StartSession returned it. `Debug` hides the token.
+#[derive(Clone)]
+pub struct StartedSession {
+    /// e.g. `alice-0a1b2c3d4e5f`.
+    pub session_id: String,
+    /// Secret token for OpenDataChannel.
+    pub token: String,
+    /// The data-channel websocket URL.
+    pub stream_url: String,
+}
+
+impl std::fmt::Debug for StartedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedSession")
+            .field("session_id", &self.session_id)
+            .field("token", &"<redacted>")
+            .field("stream_url", &self.stream_url)
+            .finish()
+    }
+}
+
+impl Aws {
+    /// Resolves configuration like the AWS CLI does: environment, profiles, SSO, assume-role,
+    /// IMDS; then applies the overrides.
+    pub async fn load(opts: &AwsOptions) -> Result<Aws> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            anyhow::bail!(
+                "no AWS region configured: pass --region, set AWS_REGION, or set region in your profile"
+            );
+        }
+        let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
+        if let Some(url) = &opts.endpoint_url {
+            ssm = ssm.endpoint_url(url);
+        }
+        Ok(Aws {
+            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
+            config,
+        })
+    }
+
+    /// The region in use.
+    pub fn region(&self) -> String {
+        self.config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Current credentials, for signing the data-channel upgrade.
+    pub async fn credentials(&self) -> Result<Credentials> {
+        let provider = self.config.credentials_provider().ok_or_else(|| {
+            anyhow!("no AWS credentials found: set AWS_PROFILE, run `aws configure`, or `aws sso login`")
+        })?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| anyhow!("cannot load AWS credentials: {}", error_chain(&e)))
+    }
+
+    /// `ssm:StartSession`.
+    pub async fn start_session(
+        &self,
+        target: &str,
+        document: Option<&str>,
+        parameters: HashMap<String, Vec<String>>,
+        reason: Option<&str>,
+    ) -> Result<StartedSession> {
+        let mut call = self.ssm.start_session().target(target);
+        if let Some(d) = document {
+            call = call.document_name(d);
+        }
+        if !parameters.is_empty() {
+            call = call.set_parameters(Some(parameters));
+        }
+        if let Some(r) = reason {
+            call = call.reason(r);
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| sdk_error("StartSession", target, e))?;
+        Ok(StartedSession {
+            session_id: out
+                .session_id
+                .context("StartSession returned no SessionId")?,
+            token: out
+                .token_value
+                .context("StartSession returned no TokenValue")?,
+            stream_url: out
+                .stream_url
+                .context("StartSession returned no StreamUrl")?,
+        })
+    }
+
+    /// `ssm:TerminateSession`; failures are logged, not fatal (the session may already be gone).
+    pub async fn terminate_session(&self, session_id: &str) {
+        if let Err(e) = self
+            .ssm
+            .terminate_session()
+            .session_id(session_id)
+            .send()
+            .await
+        {
+            tracing::debug!("TerminateSession {session_id}: {}", error_chain(&e));
+        }
+    }
+
+    /// `ssm:ResumeSession`: a fresh token for the same stream (PROTOCOL.md §5.6).
+    pub async fn resume_session(&self, session_id: &str) -> Result<Option<String>> {
+        let out = self
+            .ssm
+            .resume_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ResumeSession", session_id, e))?;
+        Ok(out.token_value.filter(|t| !t.is_empty()))
+    }
+}
+
+/// One line for an SDK error, with advice for the common cases.
+fn sdk_error<E, R>(op: &str, subject: &str, e: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = err.code().unwrap_or("Error");
+            let msg = err.message().unwrap_or("").trim();
+            let hint = match code {
+                "TargetNotConnected" => {
+                    " (the agent on the target is not connected: run `rssm doctor` on it)"
+                }
+                "InvalidDocument" => " (check --document)",
+                "AccessDeniedException" => {
+                    " (your credentials lack ssm:StartSession for this target)"
+                }
+                "UnrecognizedClientException" | "InvalidSignatureException" => {
+                    " (check your AWS credentials)"
+                }
+                "ExpiredTokenException" => {
+                    " (your credentials expired: refresh them, e.g. `aws sso login`)"
+                }
+                _ => "",
+            };
+            let sep = if msg.is_empty() { "" } else { ": " };
+            anyhow!("{op} {subject} failed: {code}{sep}{msg}{hint}")
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            anyhow!(
+                "{op} failed: cannot reach the SSM endpoint: {}",
+                error_chain(&e)
+            )
+        }
+        _ => anyhow!("{op} failed: {}", error_chain(&e)),
+    }
+}
+
+/// The error and its sources on one line, deduplicated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,150 @@
+//! Command-line interface: every flag defined and documented once.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::aws::AwsOptions;
+
+/// A fast, native AWS Session Manager client.
+///
+/// Reach EC2 instances and managed nodes through AWS Systems Manager without inbound ports,
+/// bastions or the official plugin: interactive shells, remote commands, SSH ProxyCommand and
+/// TCP port forwarding. Credentials and region come from the usual AWS chain (environment,
+/// profiles, SSO, IMDS).
+#[derive(Debug, Parser)]
+#[command(name = "rssm", version, propagate_version = true)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: info, -vv: debug). Tokens and credentials are never shown.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// AWS named profile to use.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
+    /// AWS region to use.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// SSM endpoint URL (e.g. a local rssm-sim); AWS_ENDPOINT_URL_SSM works too.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The AWS connection options.
+    pub fn aws_options(&self) -> AwsOptions {
+        AwsOptions {
+            profile: self.profile.clone().filter(|p| !p.is_empty()),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Interactive shell on TARGET (`rssm shell i-0123456789abcdef0`).
+    Shell(ShellArgs),
+    /// Run a command on TARGET; its stdout, stderr and exit code become ours
+    /// (`rssm exec i-0123456789abcdef0 -- uname -a`).
+    Exec(ExecArgs),
+    /// SSH ProxyCommand: carry stdin/stdout to PORT on HOST (`ProxyCommand rssm proxy %h %p`).
+    Proxy(ProxyArgs),
+    /// Print a ready ~/.ssh/config block that routes `i-*` and `mi-*` hosts through rssm.
+    SshConfig,
+    /// Forward local TCP ports through TARGET (`rssm forward i-0123 3389`,
+    /// `rssm forward i-0123 -L 5432:db.internal:5432`).
+    Forward(ForwardArgs),
+    /// Start a local simulator and open a shell on its demo instance: try rssm without AWS.
+    Demo(DemoArgs),
+    /// Print shell completions (`rssm completions bash > /etc/bash_completion.d/rssm`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Decode a recorded data-channel session (JSON lines) frame by frame.
+    Trace {
+        /// The recording (`{"t_ms","dir","kind","hex"|"text"}` per line).
+        file: std::path::PathBuf,
+    },
+}
+
+/// Options shared by commands that start a session.
+#[derive(Debug, Args, Clone)]
+pub struct SessionArgs {
+    /// SSM document to use instead of the command's default.
+    #[arg(long, value_name = "NAME")]
+    pub document: Option<String>,
+
+    /// Document parameters: JSON (`{"portNumber":["22"]}`) or `key=value[,key=value…]`,
+    /// repeatable.
+    #[arg(long, value_name = "PARAMS")]
+    pub parameters: Vec<String>,
+
+    /// Reason recorded with the session (CloudTrail, session history).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `rssm shell`.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Instance id (`i-…`) or managed-node id (`mi-…`).
+    pub target: String,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// `rssm exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Instance id (`i-…`) or managed-node id (`mi-…`).
+    pub target: String,
+    /// The command; several words are joined with spaces into one shell command line, as ssh does.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// `rssm proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Instance id (ssh's %h).
+    pub host: String,
+    /// Port on the instance (ssh's %p).
+    pub port: u16,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// `rssm forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Instance id (`i-…`) or managed-node id (`mi-…`).
+    pub target: String,
+    /// Shorthand for `-L PORT:localhost:PORT`.
+    pub port: Option<u16>,
+    /// `[BIND:]LPORT:HOST:RPORT` — listen on LPORT (0 picks a free port), connect to HOST:RPORT
+    /// from the target. Repeatable. BIND defaults to 127.0.0.1; IPv6 as `[::1]`.
+    #[arg(short = 'L', long = "local", value_name = "SPEC")]
+    pub local: Vec<String>,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// `rssm demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run this command on the demo instance instead of opening an interactive shell.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

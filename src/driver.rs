@@ -1,0 +1,273 @@
+//! Runs one protocol [`Session`] on tokio: the only code that touches both the websocket and the
+//! sans-IO state machine. Commands talk to it through two bounded channels — [`Input`] in,
+//! [`Output`] out — so a slow terminal or socket pushes back on the websocket instead of buffering.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rssm_protocol::payload::Flag;
+use rssm_protocol::{Event, PayloadType, Session, SessionConfig, SessionTypeInfo};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::transport::{self, ChannelAuth, Ws};
+
+/// Most unacknowledged messages in flight: ~1 MiB at 1 KiB each, enough to fill the service's
+/// per-session rate at any realistic RTT while bounding memory.
+const SEND_WINDOW: usize = 1024;
+/// Websocket keep-alive ping interval (the plugin pings every 5 minutes; the agent every 54 s).
+const PING_INTERVAL: Duration = Duration::from_secs(60);
+/// How long [`Input::Finish`] waits for outstanding acknowledgements.
+const FINISH_GRACE: Duration = Duration::from_secs(2);
+
+/// What a command asks of the session.
+#[derive(Debug)]
+pub enum Input {
+    /// Stream bytes (keystrokes, TCP data, smux bytes): at most 1024 per message.
+    Data(Bytes),
+    /// Terminal size.
+    Size { cols: u32, rows: u32 },
+    /// A control flag (TerminateSession, DisconnectToPort).
+    Flag(Flag),
+    /// Whether the command can take Output now ("handler not ready", PROTOCOL.md §6.3).
+    Ready(bool),
+    /// Send what is queued, wait briefly for acknowledgements, close the websocket.
+    Finish,
+}
+
+/// What the session reports to a command.
+#[derive(Debug)]
+pub enum Output {
+    /// The session type (from the handshake, or inferred from a shell's first output).
+    SessionType(SessionTypeInfo),
+    /// Handshake finished; `customer_message` is shown to the user when non-empty.
+    HandshakeComplete { customer_message: String },
+    /// Remote stdout / terminal / TCP / smux bytes.
+    Data(Bytes),
+    /// Remote stderr (non-interactive commands).
+    StdErr(Bytes),
+    /// Remote exit code.
+    ExitCode(i32),
+    /// A control flag from the agent.
+    Flag(Flag),
+    /// The session is over; nothing follows.
+    Ended(End),
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The service closed the channel (`channel_closed`), with its reason text (often empty).
+    Closed { reason: String },
+    /// We finished after [`Input::Finish`].
+    Finished,
+    /// Something broke: the websocket died, the peer stopped acknowledging, bad crypto.
+    Failed(String),
+}
+
+/// The command side of a running session.
+pub struct DriverHandle {
+    /// Requests to the session (bounded: sending waits while the session is full).
+    pub input: mpsc::Sender<Input>,
+    /// Reports from the session, ending with [`Output::Ended`].
+    pub output: mpsc::Receiver<Output>,
+    task: JoinHandle<()>,
+}
+
+impl DriverHandle {
+    /// Waits for the driver task to finish (after [`Output::Ended`]).
+    pub async fn join(self) {
+        drop(self.input);
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the data channel and starts driving `config` on it. Fails only if the websocket cannot
+/// be opened; later failures arrive as [`End::Failed`].
+pub async fn start(auth: ChannelAuth, config: SessionConfig) -> Result<DriverHandle> {
+    let ws = transport::open(&auth).await?;
+    let now = Instant::now().into_std();
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let mut seed = [0u8; 32];
+    rand_core::OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let session = Session::new(config, now, unix_ms, seed);
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (out_tx, out_rx) = mpsc::channel(256);
+    let task = tokio::spawn(async move {
+        let mut d = Driver {
+            session,
+            ws,
+            input: in_rx,
+            output: out_tx,
+            finishing: None,
+        };
+        let end = d.run().await;
+        tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
+        let _ = d.ws.close(None).await;
+        let _ = d.output.send(Output::Ended(end)).await;
+    });
+    Ok(DriverHandle {
+        input: in_tx,
+        output: out_rx,
+        task,
+    })
+}
+
+use rand_core::RngCore;
+
+struct Driver {
+    session: Session,
+    ws: Ws,
+    input: mpsc::Receiver<Input>,
+    output: mpsc::Sender<Output>,
+    /// Deadline of a requested [`Input::Finish`].
+    finishing: Option<Instant>,
+}
+
+impl Driver {
+    async fn run(&mut self) -> End {
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut input_open = true;
+        loop {
+            if let Err(e) = self.flush().await {
+                return End::Failed(format!("the data channel failed while sending: {e}"));
+            }
+            if let Some(end) = self.forward_events().await {
+                return end;
+            }
+            if let Some(deadline) = self.finishing {
+                if self.session.unacked() == 0 || Instant::now() >= deadline {
+                    return End::Finished;
+                }
+            }
+            let accept_input = input_open
+                && self.finishing.is_none()
+                && self.session.can_send()
+                && self.session.unacked() < SEND_WINDOW;
+            let timer = self
+                .session
+                .poll_timeout()
+                .map(Instant::from_std)
+                .into_iter()
+                .chain(self.finishing)
+                .min();
+            tokio::select! {
+                biased;
+                frame = self.ws.next() => match frame {
+                    Some(Ok(Message::Binary(b))) => self.on_frame(b),
+                    Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec())),
+                    Some(Ok(Message::Close(c))) => {
+                        let why = c.map(|c| format!(" ({} {})", c.code, c.reason)).unwrap_or_default();
+                        return End::Failed(format!("the data channel was closed by the service{why}"));
+                    }
+                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings on the next flush
+                    Some(Err(e)) => return End::Failed(format!("the data channel failed: {e}")),
+                    None => return End::Failed("the data channel closed unexpectedly".into()),
+                },
+                cmd = self.input.recv(), if accept_input => match cmd {
+                    Some(cmd) => self.on_input(cmd),
+                    None => {
+                        input_open = false;
+                        self.finishing = Some(Instant::now() + FINISH_GRACE);
+                    }
+                },
+                _ = sleep_until_opt(timer) => self.session.handle_timeout(Instant::now().into_std()),
+                _ = ping.tick() => {
+                    if let Err(e) = self.ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await {
+                        return End::Failed(format!("the data channel failed: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Bytes) {
+        if let Err(e) = self.session.handle_frame(frame, Instant::now().into_std()) {
+            tracing::debug!("ignored frame: {e}");
+        }
+    }
+
+    fn on_input(&mut self, cmd: Input) {
+        let result = match cmd {
+            Input::Data(b) if b.is_empty() => Ok(0),
+            Input::Data(b) => self.session.send(PayloadType::Output, b),
+            Input::Size { cols, rows } => self.session.send_size(cols, rows),
+            Input::Flag(f) => self.session.send_flag(f),
+            Input::Ready(r) => {
+                self.session.set_ready(r);
+                Ok(0)
+            }
+            Input::Finish => {
+                self.finishing = Some(Instant::now() + FINISH_GRACE);
+                Ok(0)
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!("send refused: {e}");
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        let now = Instant::now().into_std();
+        let mut any = false;
+        while let Some(frame) = self.session.poll_transmit(now) {
+            self.ws.feed(Message::Binary(frame)).await?;
+            any = true;
+        }
+        if any {
+            self.ws.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Passes session events on; returns how the session ended, if it did.
+    async fn forward_events(&mut self) -> Option<End> {
+        while let Some(ev) = self.session.poll_event() {
+            let out = match ev {
+                Event::SessionType(t) => Output::SessionType(t),
+                Event::HandshakeComplete {
+                    customer_message, ..
+                } => Output::HandshakeComplete { customer_message },
+                Event::Output(b) => Output::Data(b),
+                Event::StdErr(b) => Output::StdErr(b),
+                Event::ExitCode(c) => Output::ExitCode(c),
+                Event::Flag(f) => Output::Flag(f),
+                Event::DataKeyRequired(req) => {
+                    tracing::debug!(key = %req.key_id, "KMS data key requested");
+                    self.session.provide_data_key(Err(
+                        "this rssm build cannot encrypt sessions with KMS yet".into(),
+                    ));
+                    continue;
+                }
+                Event::ChannelClosed(cc) => return Some(End::Closed { reason: cc.output }),
+                Event::Closed(reason) => return Some(End::Failed(reason.to_string())),
+                Event::PublicationPaused
+                | Event::PublicationStarted
+                | Event::AgentSessionState(_)
+                | Event::Size(_)
+                | Event::Payload { .. } => continue,
+            };
+            if self.output.send(out).await.is_err() {
+                // The command is gone: finish quietly.
+                self.finishing.get_or_insert(Instant::now() + FINISH_GRACE);
+            }
+        }
+        None
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

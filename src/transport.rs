@@ -1,0 +1,206 @@
+//! The data-channel websocket: dial the StreamUrl with a SigV4-signed upgrade and authenticate with
+//! the OpenDataChannel text frame (PROTOCOL.md §5.1–§5.2, and the 2025 signing requirement in its
+//! header note).
+
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use futures_util::SinkExt;
+use rssm_protocol::payload::OpenDataChannelInput;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The websocket type every session uses.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the upgrade needs to authenticate.
+#[derive(Clone)]
+pub struct ChannelAuth {
+    /// The session's `StreamUrl` (kept across reconnects, §5.6).
+    pub stream_url: String,
+    /// The current `TokenValue` (StartSession or ResumeSession).
+    pub token: String,
+    /// Random per process, reused on reconnect.
+    pub client_id: String,
+    /// Credentials to sign the upgrade with; `None` sends it unsigned (presigned URLs, old
+    /// gateways) — the simulator rejects that.
+    pub credentials: Option<Credentials>,
+    /// Region to sign for when the URL's host does not name one (loopback simulators).
+    pub region: String,
+}
+
+impl std::fmt::Debug for ChannelAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelAuth")
+            .field("stream_url", &self.stream_url)
+            .field("token", &"<redacted>")
+            .field("client_id", &self.client_id)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// Opens the websocket and sends OpenDataChannel. No response frame is awaited (§5.2).
+pub async fn open(auth: &ChannelAuth) -> Result<Ws> {
+    let mut request = auth
+        .stream_url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("invalid StreamUrl {}", auth.stream_url))?;
+    let presigned = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("X-Amz-Signature="));
+    if let (Some(creds), false) = (&auth.credentials, presigned) {
+        let uri = request.uri().clone();
+        let host = uri
+            .authority()
+            .ok_or_else(|| anyhow!("StreamUrl has no host"))?
+            .as_str()
+            .to_owned();
+        let region = region_from_host(&host).unwrap_or_else(|| auth.region.clone());
+        for (name, value) in sign_upgrade(creds, &region, &uri.to_string(), &host)? {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes())?,
+                http::HeaderValue::from_str(&value)?,
+            );
+        }
+    }
+    let (mut ws, _response) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
+    let open = OpenDataChannelInput {
+        message_schema_version: "1.0".into(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        token_value: auth.token.clone(),
+        client_instance_id: None,
+        client_id: auth.client_id.clone(),
+        client_version: Some(rssm_protocol::CLIENT_VERSION.into()),
+    };
+    let text = serde_json::to_string(&open).expect("plain struct serializes");
+    ws.send(Message::text(text))
+        .await
+        .context("the data channel closed while authenticating")?;
+    Ok(ws)
+}
+
+/// SigV4 headers for the upgrade `GET`, service `ssmmessages`.
+fn sign_upgrade(
+    creds: &Credentials,
+    region: &str,
+    url: &str,
+    host: &str,
+) -> Result<Vec<(String, String)>> {
+    let identity = creds.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("ssmmessages")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| anyhow!("cannot sign the data-channel request: {e}"))?
+        .into();
+    let headers = [("host", host)];
+    let signable = SignableRequest::new("GET", url, headers.into_iter(), SignableBody::Bytes(&[]))
+        .map_err(|e| anyhow!("cannot sign the data-channel request: {e}"))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| anyhow!("cannot sign the data-channel request: {e}"))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// `ssmmessages.eu-west-1.amazonaws.com` → `eu-west-1`.
+fn region_from_host(host: &str) -> Option<String> {
+    let host = host.split(':').next()?;
+    let mut parts = host.split('.');
+    if parts.next()? != "ssmmessages" {
+        return None;
+    }
+    let region = parts.next()?;
+    (!region.is_empty() && region.contains('-')).then(|| region.to_owned())
+}
+
+fn describe_connect_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> anyhow::Error {
+    use tokio_tungstenite::tungstenite::Error as E;
+    // Only scheme, host and path: the URL carries no secret, but keep the line short.
+    let shown = url.split('?').next().unwrap_or(url);
+    match e {
+        E::Http(resp) => {
+            let status = resp.status();
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            anyhow!("the data channel at {shown} refused the connection: HTTP {status} {body}")
+        }
+        E::Io(io) => anyhow!("cannot reach the data channel at {shown}: {io}"),
+        other => anyhow!("cannot open the data channel at {shown}: {other}"),
+    }
+}
+
+/// Fails unless `url` is a websocket URL we are willing to use: `wss://` anywhere, `ws://` only
+/// to loopback (simulators).
+pub fn check_stream_url(url: &str) -> Result<()> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("invalid StreamUrl {url}"))?;
+    match uri.scheme_str() {
+        Some("wss") => Ok(()),
+        Some("ws") => {
+            let host = uri.host().unwrap_or("");
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                bail!("refusing unencrypted ws:// StreamUrl to non-loopback host {host}")
+            }
+        }
+        _ => bail!("StreamUrl must be wss:// (got {url})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_comes_from_the_service_host() {
+        assert_eq!(
+            region_from_host("ssmmessages.ap-northeast-1.amazonaws.com").as_deref(),
+            Some("ap-northeast-1")
+        );
+        assert_eq!(region_from_host("127.0.0.1:4000"), None);
+        assert_eq!(region_from_host("ssmmessages.amazonaws.com"), None);
+    }
+
+    #[test]
+    fn plain_websockets_only_to_loopback() {
+        assert!(
+            check_stream_url("wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/s").is_ok()
+        );
+        assert!(check_stream_url("ws://127.0.0.1:9/v1/data-channel/s").is_ok());
+        assert!(check_stream_url("ws://[::1]:9/v1/data-channel/s").is_ok());
+        assert!(check_stream_url("ws://localhost:9/x").is_ok());
+        assert!(check_stream_url("ws://10.0.0.1:9/x").is_err());
+        assert!(check_stream_url("https://example.com/x").is_err());
+    }
+}
