@@ -4,6 +4,7 @@ mod aws;
 mod cli;
 mod commands;
 mod driver;
+mod terminal;
 mod trace;
 mod transport;
 
@@ -49,18 +50,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Trace { file } => trace::run(file),
         Command::Demo(args) => commands::demo::run(&cli, args).await,
         Command::Shell(args) => {
+            commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
             commands::shell::run(&aws, args, cli.quiet).await
         }
         Command::Exec(args) => {
+            commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
             commands::exec::run(&aws, args).await
         }
         Command::Proxy(args) => {
+            commands::check_target(&args.host)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
             commands::proxy::run(&aws, args).await
         }
         Command::Forward(args) => {
+            commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
             commands::forward::run(&aws, args, cli.quiet).await
         }
@@ -80,6 +85,7 @@ fn init_tracing(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

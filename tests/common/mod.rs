@@ -1,0 +1,98 @@
+//! Shared helpers for the end-to-end tests: an in-process simulator and the real rssm binary.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use rssm_sim::{SimConfig, Simulator};
+
+/// The simulator's online demo instance.
+pub const DEMO: &str = "i-0123456789abcdef0";
+
+/// A simulator running on its own runtime for the duration of a test.
+pub struct Sim {
+    pub sim: Simulator,
+    pub env: Vec<(&'static str, String)>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Sim {
+    pub fn start() -> Sim {
+        Sim::with_config(SimConfig::default())
+    }
+
+    pub fn with_config(config: SimConfig) -> Sim {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let sim = rt
+            .block_on(Simulator::start(config))
+            .expect("simulator starts");
+        let env = sim.env();
+        Sim { sim, env, rt }
+    }
+
+    /// `rssm` with a clean AWS environment pointing at this simulator.
+    pub fn rssm(&self) -> Command {
+        let mut cmd = rssm();
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The environment as `KEY=VALUE` pairs for processes that spawn rssm themselves (ssh).
+    pub fn apply_env(&self, cmd: &mut Command) {
+        clean_aws_env(cmd);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+    }
+}
+
+/// The rssm binary under test with no AWS settings from the developer's environment.
+pub fn rssm() -> Command {
+    let mut cmd = Command::new(rssm_path());
+    clean_aws_env(&mut cmd);
+    cmd
+}
+
+pub fn rssm_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rssm"))
+}
+
+fn clean_aws_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    // No shared config or credentials files from the machine running the tests.
+    cmd.env("AWS_CONFIG_FILE", "/dev/null");
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "rssm-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
