@@ -161,7 +161,11 @@ fn ssh_through_rssm_proxy_runs_a_command_and_returns_its_exit_code() {
 
 #[test]
 fn scp_of_64_mib_through_rssm_proxy_arrives_intact_both_ways() {
-    let sim = Sim::start();
+    // Bulk data: lift the agent's 1 ms-per-read pacing (the service-like cap has its own tests).
+    let sim = Sim::with_config(rssm_sim::SimConfig {
+        agent_read_pause: Duration::ZERO,
+        ..Default::default()
+    });
     let sshd = start_sshd();
     let src = sshd.dir.0.join("payload.bin");
     let mut data = vec![0u8; 64 * 1024 * 1024];

@@ -1,0 +1,155 @@
+//! A minimal PTY: `openpty(3)`, a child in a new session with the PTY as its controlling terminal,
+//! resize via `TIOCSWINSZ`. Written on `libc` directly because that is all the simulator needs;
+//! `portable-pty` would bring a much larger dependency tree for the same three calls.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+/// The master side of a PTY with a running child.
+pub struct Pty {
+    /// Master, for reading child output.
+    pub reader: File,
+    /// Master (dup), for writing child input and resizing.
+    pub writer: File,
+    /// The child process.
+    pub child: Child,
+}
+
+fn winsize(cols: u16, rows: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// Starts `cmd` on a new PTY of the given size.
+pub fn spawn(mut cmd: Command, cols: u16, rows: u16) -> io::Result<Pty> {
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    let ws = winsize(cols, rows);
+    // SAFETY: openpty writes two fds into the provided out-pointers; name and termios may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openpty succeeded, so both fds are open and owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let stdin = slave.try_clone()?;
+    let stdout = slave.try_clone()?;
+    cmd.stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls (setsid, ioctl) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // Our copies of the slave fds are dropped with `cmd`; the child keeps its own.
+    drop(cmd);
+    let writer = File::from(master.try_clone()?);
+    Ok(Pty {
+        reader: File::from(master),
+        writer,
+        child,
+    })
+}
+
+/// Sets the terminal size (what the agent does for a Size payload, §9.1).
+pub fn resize(master: &File, cols: u16, rows: u16) -> io::Result<()> {
+    let ws = winsize(cols, rows);
+    // SAFETY: TIOCSWINSZ reads a winsize struct from the pointer; the fd is a valid PTY master.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ as _, &ws) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Splits off a trailing incomplete UTF-8 sequence (≤ 3 bytes) to prepend to the next read, as the
+/// agent's `processStdoutData` does; invalid bytes pass through.
+pub fn split_utf8_tail(data: &[u8]) -> (&[u8], &[u8]) {
+    let n = data.len();
+    for back in 1..=n.min(3) {
+        let b = data[n - back];
+        if b & 0xC0 == 0x80 {
+            continue; // continuation byte: keep looking for the lead byte
+        }
+        let need = if b & 0xE0 == 0xC0 {
+            2
+        } else if b & 0xF0 == 0xE0 {
+            3
+        } else if b & 0xF8 == 0xF0 {
+            4
+        } else {
+            return (data, &[]); // ASCII or invalid lead: nothing to hold back
+        };
+        return if need > back {
+            data.split_at(n - back)
+        } else {
+            (data, &[])
+        };
+    }
+    (data, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn holds_back_incomplete_utf8() {
+        let euro = "€".as_bytes(); // e2 82 ac
+        assert_eq!(split_utf8_tail(b"abc"), (&b"abc"[..], &b""[..]));
+        assert_eq!(split_utf8_tail(&euro[..2]), (&b""[..], &euro[..2]));
+        let mut s = b"x".to_vec();
+        s.extend_from_slice(&euro[..1]);
+        assert_eq!(split_utf8_tail(&s), (&b"x"[..], &euro[..1]));
+        assert_eq!(split_utf8_tail(euro), (euro, &b""[..]));
+    }
+
+    #[test]
+    fn runs_a_command_on_a_pty_with_its_size() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg("stty size; echo done");
+        let mut pty = spawn(cmd, 91, 37).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        // Reading the master fails with EIO once the child exits: that ends the loop.
+        for _ in 0..100 {
+            match pty.reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&out).contains("done") {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("37 91"), "{text}");
+        let _ = pty.writer.write_all(b"");
+        let _ = pty.child.wait();
+    }
+}

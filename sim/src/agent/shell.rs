@@ -1,0 +1,151 @@
+//! Standard_Stream and InteractiveCommands (PROTOCOL.md §9.1, §9.2): a shell (or `sh -c <command>`)
+//! on a PTY. Output pump: 1 s initial delay, reads of ≤ 1024 bytes, UTF-8 hold-back, 1 ms between
+//! reads, no reads while publication is paused. Input: Output payloads are written to the PTY as-is,
+//! Size resizes it. The session ends when the PTY read fails (the shell exited).
+
+use super::pty::{self, split_utf8_tail};
+use super::{wait_active, FromPlugin, PluginContext, ToPlugin, READ_CHUNK};
+use crate::documents::SessionKind;
+use bytes::Bytes;
+use rssm_protocol::message::PayloadType;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The agent sleeps this long before its first PTY read (`writePump`).
+const FIRST_READ_DELAY: Duration = Duration::from_secs(1);
+
+fn command_for(ctx: &PluginContext) -> Command {
+    let shell = ctx
+        .state
+        .config
+        .shell
+        .clone()
+        .or_else(|| std::env::var("SHELL").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "/bin/sh".to_owned());
+    let mut cmd = match (&ctx.plan.kind, &ctx.plan.command) {
+        (SessionKind::InteractiveCommands, Some(c)) => {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(c);
+            cmd
+        }
+        _ => Command::new(shell),
+    };
+    cmd.env("TERM", "xterm-256color");
+    if std::env::var_os("LANG").is_none() {
+        cmd.env("LANG", "C.UTF-8");
+    }
+    cmd
+}
+
+/// Runs the shell plugin.
+pub async fn run(mut ctx: PluginContext) {
+    let cmd = command_for(&ctx);
+    let pty = match pty::spawn(cmd, 80, 24) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ctx
+                .output
+                .send(FromPlugin::Done {
+                    output: format!("Failed to start pty: {e}"),
+                    failed: true,
+                })
+                .await;
+            return;
+        }
+    };
+    let pty::Pty {
+        reader,
+        writer,
+        mut child,
+    } = pty;
+    let _ = ctx.output.send(FromPlugin::Ready).await;
+
+    // The read pump runs on a blocking thread; chunks arrive through a bounded channel.
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<Bytes>(16);
+    let active = ctx.active.clone();
+    let handle = tokio::runtime::Handle::current();
+    std::thread::spawn(move || read_pump(reader, chunk_tx, active, handle));
+
+    let mut writer = Some(writer);
+    loop {
+        tokio::select! {
+            chunk = chunk_rx.recv() => match chunk {
+                Some(c) => {
+                    if ctx.output.send(FromPlugin::Send(PayloadType::Output, c)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break, // the shell exited
+            },
+            input = ctx.input.recv() => match input {
+                Some(ToPlugin::Output(data)) => {
+                    if let Some(w) = writer.take() {
+                        let res = tokio::task::spawn_blocking(move || {
+                            let mut w = w;
+                            let r = w.write_all(&data);
+                            (w, r)
+                        })
+                        .await;
+                        if let Ok((w, Ok(()))) = res {
+                            writer = Some(w);
+                        }
+                    }
+                }
+                Some(ToPlugin::Size(s)) => {
+                    if let Some(w) = &writer {
+                        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+                        let _ = pty::resize(w, clamp(s.cols), clamp(s.rows));
+                    }
+                }
+                Some(ToPlugin::Flag(_)) => {}
+                None => {
+                    // The driver is gone (channel_closed or terminate): hang up the shell.
+                    let _ = child.kill();
+                    break;
+                }
+            },
+        }
+    }
+    let _ = child.kill();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let _ = ctx
+        .output
+        .send(FromPlugin::Done {
+            output: String::new(),
+            failed: false,
+        })
+        .await;
+}
+
+fn read_pump(
+    mut reader: std::fs::File,
+    tx: mpsc::Sender<Bytes>,
+    mut active: tokio::sync::watch::Receiver<bool>,
+    handle: tokio::runtime::Handle,
+) {
+    std::thread::sleep(FIRST_READ_DELAY);
+    let mut carry: Vec<u8> = Vec::new();
+    let mut buf = [0u8; READ_CHUNK];
+    loop {
+        if !*active.borrow() && !handle.block_on(wait_active(&mut active)) {
+            return;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        carry.extend_from_slice(&buf[..n]);
+        let (ready, tail) = split_utf8_tail(&carry);
+        let (ready, tail) = (ready.to_vec(), tail.to_vec());
+        carry = tail;
+        if !ready.is_empty() && tx.blocking_send(Bytes::from(ready)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if !carry.is_empty() {
+        let _ = tx.blocking_send(Bytes::from(carry));
+    }
+}

@@ -1,0 +1,183 @@
+//! The AWS JSON 1.1 API endpoint: SSM, ECS ExecuteCommand and KMS on one URL, dispatched by
+//! `X-Amz-Target`, every call SigV4-verified against the simulator's credentials.
+
+mod ecs;
+mod kms;
+mod ssm;
+
+use crate::sigv4;
+use crate::state::SimState;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An API error in the shape SDKs parse: HTTP status, `__type`, message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status (400 for client errors, as the JSON services answer).
+    pub status: StatusCode,
+    /// `__type`.
+    pub error_type: String,
+    /// Human text.
+    pub message: String,
+    /// `Message` (SSM-modelled errors) or `message` (auth, ECS, KMS).
+    pub capital_message: bool,
+}
+
+impl ApiError {
+    /// A 400 error with a modelled SSM shape (`Message`).
+    pub fn ssm(error_type: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error_type: error_type.to_owned(),
+            message: message.into(),
+            capital_message: true,
+        }
+    }
+
+    /// A 400 error with a lower-case `message` (ECS, KMS, auth).
+    pub fn lower(error_type: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error_type: error_type.to_owned(),
+            message: message.into(),
+            capital_message: false,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let key = if self.capital_message {
+            "Message"
+        } else {
+            "message"
+        };
+        serde_json::json!({ "__type": self.error_type, key: self.message })
+    }
+}
+
+impl From<sigv4::AuthError> for ApiError {
+    fn from(e: sigv4::AuthError) -> Self {
+        let status = match e {
+            sigv4::AuthError::Missing | sigv4::AuthError::Malformed(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            error_type: e.error_type().to_owned(),
+            message: e.to_string(),
+            capital_message: false,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, json_bytes(&self.body())).into_response();
+        let h = resp.headers_mut();
+        h.insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
+        if let Ok(v) = HeaderValue::from_str(&self.error_type) {
+            h.insert("x-amzn-errortype", v);
+        }
+        resp
+    }
+}
+
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+fn json_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Handles `POST /` for every service.
+pub async fn handle(
+    state: Arc<SimState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = uuid::Uuid::from_u64_pair(state.random_u64(), state.random_u64()).to_string();
+    let mut resp = match dispatch(&state, &method, &uri, &headers, &body).await {
+        Ok(v) => {
+            let mut r = (StatusCode::OK, json_bytes(&v)).into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
+            r
+        }
+        Err(e) => {
+            tracing::info!(error_type = %e.error_type, message = %e.message, "API call rejected");
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn dispatch(
+    state: &Arc<SimState>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (prefix, op) = target.split_once('.').unwrap_or(("", ""));
+    let service = match prefix {
+        "AmazonSSM" => "ssm",
+        "AmazonEC2ContainerServiceV20141113" => "ecs",
+        "TrentService" => "kms",
+        _ => {
+            return Err(ApiError::lower(
+                "UnknownOperationException",
+                format!("Unknown operation {target}"),
+            ))
+        }
+    };
+    sigv4::verify(
+        &state.config.credentials,
+        &state.config.region,
+        service,
+        sigv4::Received {
+            method,
+            uri,
+            headers,
+            body,
+        },
+        SystemTime::now(),
+    )?;
+    tracing::debug!(%target, "API call");
+    match service {
+        "ssm" => ssm::call(state, op, body),
+        "ecs" => ecs::call(state, op, body),
+        _ => kms::call(state, op, body),
+    }
+}
+
+/// Parses a request body (empty = `{}`) into `T`, answering `SerializationException` like the
+/// services do on malformed input.
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() {
+        b"{}" as &[u8]
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::lower("SerializationException", e.to_string()))
+}
+
+/// A `SystemTime` as an AWS JSON timestamp (epoch seconds, fractional).
+pub(crate) fn timestamp(t: SystemTime) -> Value {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ms = d.as_millis() as f64 / 1000.0;
+    serde_json::json!(ms)
+}

@@ -1,0 +1,125 @@
+//! Simulator configuration: listen address, region, credentials, fleet, timeouts and faults.
+
+use crate::fleet::Fleet;
+use crate::sigv4::SimCredentials;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a [`crate::Simulator`] needs to start. `Default` gives a ready-to-use simulator on an
+/// ephemeral loopback port with the built-in fleet and no faults.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The region every endpoint claims to be in (SigV4 scope must match).
+    pub region: String,
+    /// The only accepted key pair.
+    pub credentials: SimCredentials,
+    /// Account id used in ARNs.
+    pub account_id: String,
+    /// IAM user name: the prefix of session ids and the `Owner` of sessions.
+    pub user_name: String,
+    /// The targets.
+    pub fleet: Fleet,
+    /// Whether the websocket upgrade must carry a SigV4 signature (plugins ≥ 1.2.764.0 sign it;
+    /// older ones do not).
+    pub require_signed_websocket: bool,
+    /// Session ends after this long without stream data in either direction (the service's default is 20 min).
+    pub idle_timeout: Duration,
+    /// Session ends after this long regardless (`None` = unlimited, the service default).
+    pub max_session_duration: Option<Duration>,
+    /// How long a token from StartSession/ResumeSession may be used to open a data channel.
+    pub token_ttl: Duration,
+    /// Simulated network and service faults.
+    pub faults: FaultConfig,
+    /// Seed for every random choice (fault injection, ids), so failures reproduce.
+    pub seed: u64,
+    /// The shell for Standard_Stream sessions (`$SHELL` or `/bin/sh` when `None`).
+    pub shell: Option<String>,
+    /// The account's session-preference KMS key: when set, default shell sessions are encrypted.
+    pub shell_kms_key_id: Option<String>,
+    /// The agent sleeps this long after every 1024-byte read of a PTY or a basic/SSH port
+    /// connection (1 ms, like the real agent's pumps, which caps those sessions near 1 MB/s).
+    /// Zero lifts that cap for tests and benchmarks that move bulk data.
+    pub agent_read_pause: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            region: "us-east-1".into(),
+            credentials: SimCredentials::default(),
+            account_id: "123456789012".into(),
+            user_name: "rssm-sim".into(),
+            fleet: Fleet::default(),
+            require_signed_websocket: true,
+            idle_timeout: Duration::from_secs(20 * 60),
+            max_session_duration: None,
+            token_ttl: Duration::from_secs(60),
+            faults: FaultConfig::default(),
+            seed: 0x5eed,
+            shell: None,
+            shell_kms_key_id: None,
+            agent_read_pause: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Faults applied by the gateway relay between client and agent. All probabilities are 0..=1 and
+/// apply per binary frame, in each direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultConfig {
+    /// Probability a frame is silently dropped.
+    pub drop: f64,
+    /// Probability a frame is delivered twice.
+    pub duplicate: f64,
+    /// Probability a frame is held back and delivered after the next one.
+    pub reorder: f64,
+    /// Fixed one-way delay added to every frame.
+    pub latency: Duration,
+    /// Client→agent messages per second per session before the gateway throttles (like the real
+    /// service's ~1000/s); `None` = unlimited.
+    pub rate_limit: Option<u32>,
+    /// Consecutive throttled seconds after which the gateway closes the session as abusive.
+    pub rate_abuse_seconds: u32,
+    /// Close the client websocket after this many frames (both directions) on one connection.
+    pub kill_after_messages: Option<u64>,
+    /// Close the client websocket this long after it opened.
+    pub kill_after: Option<Duration>,
+    /// How many times the kill faults fire per session.
+    pub kill_times: u32,
+    /// Tokens are valid for this long instead of [`SimConfig::token_ttl`]; a reconnect then needs
+    /// ResumeSession.
+    pub expire_tokens_after: Option<Duration>,
+    /// The agent's websocket drops this long after the session starts …
+    pub agent_disconnect_after: Option<Duration>,
+    /// … and comes back after this long.
+    pub agent_disconnect_for: Duration,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            drop: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            latency: Duration::ZERO,
+            rate_limit: None,
+            rate_abuse_seconds: 10,
+            kill_after_messages: None,
+            kill_after: None,
+            kill_times: 1,
+            expire_tokens_after: None,
+            agent_disconnect_after: None,
+            agent_disconnect_for: Duration::from_secs(2),
+        }
+    }
+}
+
+impl FaultConfig {
+    /// True when no per-frame fault is configured (the relay can take its fast path).
+    pub fn is_lossless(&self) -> bool {
+        self.drop == 0.0 && self.duplicate == 0.0 && self.reorder == 0.0 && self.latency.is_zero()
+    }
+}

@@ -1,0 +1,240 @@
+//! Session documents: which agent plugin a StartSession runs and with what properties.
+//!
+//! The real documents are AWS-managed (PROTOCOL.md §16.2); these reproduce the parts the agent and
+//! the client consume: `sessionType`, the `properties` map (strings, keys sorted as Go marshals them)
+//! and `kmsKeyId` for encrypted shells.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The agent-side session plugin (`sessionType` of the document, §7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Interactive shell on a PTY.
+    StandardStream,
+    /// `sh -c <command>` on a PTY.
+    InteractiveCommands,
+    /// A command without PTY, separate stdout/stderr and an exit code.
+    NonInteractiveCommands,
+    /// TCP forwarding (basic, multiplexed or stdin/stdout).
+    Port,
+}
+
+impl SessionKind {
+    /// The plugin name sent in the handshake's SessionType action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::StandardStream => "Standard_Stream",
+            SessionKind::InteractiveCommands => "InteractiveCommands",
+            SessionKind::NonInteractiveCommands => "NonInteractiveCommands",
+            SessionKind::Port => "Port",
+        }
+    }
+}
+
+/// What the agent must run for one session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPlan {
+    /// The plugin.
+    pub kind: SessionKind,
+    /// Document name as given (for DescribeSessions).
+    pub document_name: String,
+    /// Port properties (`portNumber`, `localPortNumber`, `type`, `host`); `Null` for shells.
+    pub properties: Value,
+    /// Command for the two command plugins.
+    pub command: Option<String>,
+    /// KMS key when the document asks for encryption (never for Port, §7.1).
+    pub kms_key_id: Option<String>,
+    /// NonInteractiveCommands: stdout/stderr as separate payload types plus ExitCode.
+    pub separate_output: bool,
+}
+
+/// A StartSession document/parameter problem, with the service's error type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// Unknown document.
+    #[error("Document {0} does not exist in your account")]
+    NotFound(String),
+    /// Parameter missing, unknown, or not matching its pattern.
+    #[error("{0}")]
+    InvalidParameters(String),
+}
+
+impl DocumentError {
+    /// `__type` of the error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            DocumentError::NotFound(_) => "InvalidDocument",
+            DocumentError::InvalidParameters(_) => "InvalidParameters",
+        }
+    }
+}
+
+/// The default shell document (used when StartSession has no DocumentName).
+pub const DEFAULT_SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
+/// A simulator-only shell document whose preferences enable KMS encryption (`alias/rssm-sim`).
+pub const ENCRYPTED_SHELL_DOCUMENT: &str = "RSSM-Sim-EncryptedShell";
+/// The document ECS ExecuteCommand runs.
+pub const ECS_DOCUMENT: &str = "AmazonECS-ExecuteInteractiveCommand";
+
+const PORT_PATTERN_HELP: &str = "^([1-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+
+/// Resolves a document name and StartSession `Parameters` into a plan.
+///
+/// `shell_kms_key` is the account's session preference key (applies to the default shell document).
+pub fn resolve(
+    name: Option<&str>,
+    params: &BTreeMap<String, Vec<String>>,
+    shell_kms_key: Option<&str>,
+) -> Result<SessionPlan, DocumentError> {
+    let name = name.unwrap_or(DEFAULT_SHELL_DOCUMENT);
+    let allowed: &[&str] = match name {
+        DEFAULT_SHELL_DOCUMENT | ENCRYPTED_SHELL_DOCUMENT => &[],
+        "AWS-StartInteractiveCommand" | "AWS-StartNonInteractiveCommand" | ECS_DOCUMENT => {
+            &["command"]
+        }
+        "AWS-StartPortForwardingSession" => &["portNumber", "localPortNumber"],
+        "AWS-StartPortForwardingSessionToRemoteHost" => &["host", "portNumber", "localPortNumber"],
+        "AWS-StartSSHSession" => &["portNumber"],
+        other => return Err(DocumentError::NotFound(other.to_owned())),
+    };
+    for key in params.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(DocumentError::InvalidParameters(format!(
+                "Parameter \"{key}\" is not defined in document {name}."
+            )));
+        }
+    }
+    let get = |k: &str| params.get(k).and_then(|v| v.first()).map(String::as_str);
+    let mut plan = SessionPlan {
+        kind: SessionKind::StandardStream,
+        document_name: name.to_owned(),
+        properties: Value::Null,
+        command: None,
+        kms_key_id: None,
+        separate_output: false,
+    };
+    match name {
+        DEFAULT_SHELL_DOCUMENT => plan.kms_key_id = shell_kms_key.map(str::to_owned),
+        ENCRYPTED_SHELL_DOCUMENT => plan.kms_key_id = Some("alias/rssm-sim".into()),
+        "AWS-StartInteractiveCommand" | ECS_DOCUMENT => {
+            plan.kind = SessionKind::InteractiveCommands;
+            plan.command = Some(required(get("command"), "command")?.to_owned());
+        }
+        "AWS-StartNonInteractiveCommand" => {
+            plan.kind = SessionKind::NonInteractiveCommands;
+            plan.command = Some(required(get("command"), "command")?.to_owned());
+            plan.separate_output = true;
+        }
+        _ => {
+            plan.kind = SessionKind::Port;
+            // Go marshals map keys sorted; build sorted whatever serde_json's map ordering is.
+            let mut props: BTreeMap<String, Value> = BTreeMap::new();
+            let default_port = if name == "AWS-StartSSHSession" {
+                "22"
+            } else {
+                "80"
+            };
+            let port = port_param(
+                get("portNumber").unwrap_or(default_port),
+                "portNumber",
+                false,
+            )?;
+            props.insert("portNumber".into(), Value::String(port));
+            if name != "AWS-StartSSHSession" {
+                let local = port_param(
+                    get("localPortNumber").unwrap_or("0"),
+                    "localPortNumber",
+                    true,
+                )?;
+                props.insert("localPortNumber".into(), Value::String(local));
+                props.insert("type".into(), Value::String("LocalPortForwarding".into()));
+            }
+            if name == "AWS-StartPortForwardingSessionToRemoteHost" {
+                let host = required(get("host"), "host")?;
+                props.insert("host".into(), Value::String(host.to_owned()));
+            }
+            plan.properties = Value::Object(props.into_iter().collect::<Map<String, Value>>());
+        }
+    }
+    Ok(plan)
+}
+
+fn required<'a>(v: Option<&'a str>, key: &str) -> Result<&'a str, DocumentError> {
+    v.filter(|s| !s.is_empty()).ok_or_else(|| {
+        DocumentError::InvalidParameters(format!("Required parameter \"{key}\" is missing."))
+    })
+}
+
+fn port_param(v: &str, key: &str, zero_ok: bool) -> Result<String, DocumentError> {
+    let ok = !v.is_empty()
+        && v.len() <= 5
+        && v.bytes().all(|b| b.is_ascii_digit())
+        && !(v.len() > 1 && v.starts_with('0'))
+        && v.parse::<u32>()
+            .is_ok_and(|n| n <= 65535 && (zero_ok || n > 0));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(DocumentError::InvalidParameters(format!(
+            "Parameter \"{key}\" \"{v}\" : does not match the allowed pattern {PORT_PATTERN_HELP}."
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(kv: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+            .collect()
+    }
+
+    #[test]
+    fn port_documents_produce_agent_properties() {
+        let p = resolve(
+            Some("AWS-StartPortForwardingSession"),
+            &params(&[("portNumber", "7777"), ("localPortNumber", "0")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.kind, SessionKind::Port);
+        assert_eq!(
+            serde_json::to_string(&p.properties).unwrap(),
+            r#"{"localPortNumber":"0","portNumber":"7777","type":"LocalPortForwarding"}"#
+        );
+        let ssh = resolve(Some("AWS-StartSSHSession"), &params(&[]), None).unwrap();
+        assert_eq!(
+            serde_json::to_string(&ssh.properties).unwrap(),
+            r#"{"portNumber":"22"}"#
+        );
+        assert!(resolve(
+            Some("AWS-StartPortForwardingSessionToRemoteHost"),
+            &params(&[("portNumber", "80")]),
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn rejects_bad_documents_and_parameters() {
+        assert_eq!(
+            resolve(Some("Nope"), &params(&[]), None)
+                .unwrap_err()
+                .error_type(),
+            "InvalidDocument"
+        );
+        assert!(resolve(
+            Some("AWS-StartPortForwardingSession"),
+            &params(&[("portNumber", "70000")]),
+            None
+        )
+        .is_err());
+        assert!(resolve(None, &params(&[("x", "1")]), None).is_err());
+        let shell = resolve(None, &params(&[]), Some("alias/k")).unwrap();
+        assert_eq!(shell.kms_key_id.as_deref(), Some("alias/k"));
+        assert_eq!(shell.kind, SessionKind::StandardStream);
+    }
+}

@@ -1,0 +1,199 @@
+//! `rssm-sim serve`: run the simulator until killed, printing the environment a client needs.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rssm_sim::{FaultConfig, Fleet, SimConfig, Simulator};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A local Session Manager: SSM API, data-channel gateway and simulated agents, with faults.
+#[derive(Parser)]
+#[command(name = "rssm-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and gateway until killed; prints `export` lines for the client on stdout.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 = any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Fleet file (TOML `[[target]]` tables or JSON `{"targets": [...]}`); built-in fleet otherwise.
+    #[arg(long)]
+    fleet: Option<PathBuf>,
+    /// Region the endpoints claim to be in.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Access key id to accept.
+    #[arg(long)]
+    access_key_id: Option<String>,
+    /// Secret access key to accept.
+    #[arg(long)]
+    secret_access_key: Option<String>,
+    /// Accept websocket upgrades without a SigV4 signature (plugins older than 1.2.764.0).
+    #[arg(long)]
+    allow_unsigned_websocket: bool,
+    /// KMS key for the default shell document (encrypts shell sessions).
+    #[arg(long)]
+    shell_kms_key_id: Option<String>,
+    /// Idle timeout in seconds.
+    #[arg(long, default_value_t = 1200)]
+    idle_timeout: u64,
+    /// Maximum session duration in seconds (unlimited when absent).
+    #[arg(long)]
+    max_session_duration: Option<u64>,
+    /// Shell for Standard_Stream sessions (default: $SHELL or /bin/sh).
+    #[arg(long)]
+    shell: Option<String>,
+    /// Milliseconds the agent pauses after each 1024-byte read of a basic/SSH port connection,
+    /// like the real agent (1); 0 lifts that ~1 MB/s cap for bulk tests and benchmarks.
+    #[arg(long, default_value_t = 1)]
+    agent_read_pause_ms: u64,
+    /// Log level on stderr (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+#[derive(Args)]
+struct FaultArgs {
+    /// Seed for all random fault decisions, so failures reproduce.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+    /// Probability (0..1) that a frame is dropped.
+    #[arg(long, default_value_t = 0.0)]
+    drop: f64,
+    /// Probability (0..1) that a frame is delivered twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Probability (0..1) that a frame is delivered after its successor.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// One-way latency in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Client messages per second per session before throttling (the service allows ~1000).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Kill the client websocket after this many frames.
+    #[arg(long)]
+    kill_after_messages: Option<u64>,
+    /// Kill the client websocket this many seconds after it opened.
+    #[arg(long)]
+    kill_after_secs: Option<f64>,
+    /// How many times the kill faults fire per session.
+    #[arg(long, default_value_t = 1)]
+    kill_times: u32,
+    /// Tokens expire after this many seconds (reconnects need ResumeSession).
+    #[arg(long)]
+    token_ttl_secs: Option<f64>,
+    /// The agent's websocket drops this many seconds into each session …
+    #[arg(long)]
+    agent_disconnect_after_secs: Option<f64>,
+    /// … for this many seconds.
+    #[arg(long, default_value_t = 2.0)]
+    agent_disconnect_for_secs: f64,
+}
+
+fn secs(s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).context("durations must be non-negative seconds")
+}
+
+fn probability(name: &str, p: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&p),
+        "--{name} must be between 0 and 1, got {p}"
+    );
+    Ok(p)
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<SimConfig> {
+        let mut c = SimConfig {
+            listen: self.listen,
+            region: self.region,
+            require_signed_websocket: !self.allow_unsigned_websocket,
+            shell_kms_key_id: self.shell_kms_key_id,
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_session_duration: self.max_session_duration.map(Duration::from_secs),
+            shell: self.shell,
+            agent_read_pause: Duration::from_millis(self.agent_read_pause_ms),
+            seed: self.faults.seed,
+            ..SimConfig::default()
+        };
+        if let Some(k) = self.access_key_id {
+            c.credentials.access_key_id = k;
+        }
+        if let Some(s) = self.secret_access_key {
+            c.credentials.secret_access_key = s;
+        }
+        if let Some(path) = &self.fleet {
+            c.fleet = Fleet::load(path)?;
+        }
+        let f = self.faults;
+        c.faults = FaultConfig {
+            drop: probability("drop", f.drop)?,
+            duplicate: probability("duplicate", f.duplicate)?,
+            reorder: probability("reorder", f.reorder)?,
+            latency: Duration::from_millis(f.latency_ms),
+            rate_limit: f.rate_limit,
+            kill_after_messages: f.kill_after_messages,
+            kill_after: f.kill_after_secs.map(secs).transpose()?,
+            kill_times: f.kill_times,
+            expire_tokens_after: f.token_ttl_secs.map(secs).transpose()?,
+            agent_disconnect_after: f.agent_disconnect_after_secs.map(secs).transpose()?,
+            agent_disconnect_for: secs(f.agent_disconnect_for_secs)?,
+            ..FaultConfig::default()
+        };
+        Ok(c)
+    }
+}
+
+/// Quotes a value for `eval "$(rssm-sim serve)"` when it has shell-special characters.
+fn shell_quote(v: &str) -> String {
+    let plain = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_./:-+=@%".contains(&b));
+    if plain && !v.is_empty() {
+        v.to_owned()
+    } else {
+        format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(args.log_level)
+        .init();
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let sim = Simulator::start(config).await.context("cannot listen")?;
+        for (k, v) in sim.env() {
+            println!("export {k}={}", shell_quote(&v));
+        }
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        tokio::signal::ctrl_c().await.ok();
+        tracing::info!("shutting down");
+        sim.shutdown().await;
+        anyhow::Ok(())
+    })
+}

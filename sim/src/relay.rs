@@ -1,0 +1,532 @@
+//! The per-session gateway relay (MGS stand-in, PROTOCOL.md §13.2): one task owns both sides of a
+//! session's data channel, forwards binary frames between the client websocket and the simulated
+//! agent, consumes `agent_session_state`, sends `channel_closed`, pauses/resumes publication when a
+//! side is away, enforces idle/max-duration limits, and applies the configured faults in between.
+
+use crate::faults::{Direction, FaultInjector, RateLimiter, RateVerdict};
+use crate::state::{SessionStatus, SimState};
+use bytes::Bytes;
+use rssm_protocol::message::{AgentMessage, MessageType, PayloadType};
+use rssm_protocol::payload::{to_json, AgentSessionStatePayload, ChannelClosed};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+
+/// Capacity of every channel between relay, websocket task and agent.
+pub const CHANNEL_CAPACITY: usize = 256;
+/// Agent frames kept while no client is attached (the rest are dropped; the agent retransmits).
+const BACKLOG_LIMIT: usize = 4096;
+
+/// Messages into a relay.
+#[derive(Debug)]
+pub enum RelayCommand {
+    /// A client opened the data channel with a valid token; frames for it go to `outbox`.
+    ClientAttached {
+        /// Identifies this websocket connection.
+        conn: u64,
+        /// Frames to write to the websocket.
+        outbox: mpsc::Sender<ClientOut>,
+    },
+    /// A data frame from a client websocket.
+    ClientFrame {
+        /// Which connection.
+        conn: u64,
+        /// The frame.
+        frame: Bytes,
+    },
+    /// The client websocket closed.
+    ClientDetached {
+        /// Which connection.
+        conn: u64,
+    },
+    /// TerminateSession was called.
+    Terminate {
+        /// `channel_closed` Output text.
+        output: String,
+    },
+}
+
+/// What the relay asks a client websocket task to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientOut {
+    /// Write a binary frame.
+    Frame(Bytes),
+    /// Send a close frame and end the connection.
+    Close(u16, String),
+    /// Drop the TCP connection without a close frame (a network failure).
+    Kill,
+}
+
+/// What a simulated agent sends towards the gateway.
+#[derive(Debug)]
+pub enum AgentOut {
+    /// A websocket frame.
+    Frame(Bytes),
+    /// The agent's session plugin ended (what `agent_task_complete` reports on the control channel).
+    Finished {
+        /// Error text, empty on success.
+        output: String,
+        /// Whether the session failed.
+        failed: bool,
+    },
+}
+
+/// The agent's end of its data channel.
+pub struct AgentLink {
+    /// Frames and the final report, towards the gateway.
+    pub to_gateway: mpsc::Sender<AgentOut>,
+    /// Frames from the gateway.
+    pub from_gateway: mpsc::Receiver<Bytes>,
+}
+
+/// The gateway's end of an agent's data channel.
+pub struct GatewayLink {
+    /// Frames to the agent.
+    pub to_agent: mpsc::Sender<Bytes>,
+    /// Frames and the final report from the agent.
+    pub from_agent: mpsc::Receiver<AgentOut>,
+}
+
+/// A connected pair of links.
+pub fn agent_channel() -> (AgentLink, GatewayLink) {
+    let (to_gateway, from_agent) = mpsc::channel(CHANNEL_CAPACITY);
+    let (to_agent, from_gateway) = mpsc::channel(CHANNEL_CAPACITY);
+    (
+        AgentLink {
+            to_gateway,
+            from_gateway,
+        },
+        GatewayLink {
+            to_agent,
+            from_agent,
+        },
+    )
+}
+
+struct Client {
+    conn: u64,
+    outbox: mpsc::Sender<ClientOut>,
+    opened: Instant,
+    frames: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Scheduled {
+    at: Instant,
+    order: u64,
+    dir: Direction,
+    frame: Bytes,
+}
+
+/// One session's relay. Build with [`Relay::new`], run with [`Relay::run`].
+pub struct Relay {
+    state: Arc<SimState>,
+    session_id: String,
+    target: String,
+    commands: mpsc::Receiver<RelayCommand>,
+    agent: GatewayLink,
+    agent_open: bool,
+    client: Option<Client>,
+    backlog: VecDeque<Bytes>,
+    faults: FaultInjector,
+    rate: Option<RateLimiter>,
+    scheduled: BinaryHeap<Reverse<Scheduled>>,
+    order: u64,
+    kills_done: u32,
+    told_agent_pause: bool,
+    agent_disconnect_at: Option<Instant>,
+    agent_away_until: Option<Instant>,
+    started: Instant,
+    last_activity: Instant,
+    done: bool,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+/// Encodes a gateway-generated (unsequenced) message.
+pub fn gateway_message(message_type: MessageType, payload: Bytes) -> Bytes {
+    AgentMessage::new(
+        message_type,
+        0,
+        0,
+        unix_ms(),
+        uuid::Uuid::new_v4(),
+        PayloadType::Undefined,
+        payload,
+    )
+    .encode()
+}
+
+impl Relay {
+    /// A relay for one session.
+    pub fn new(
+        state: Arc<SimState>,
+        session_id: String,
+        target: String,
+        commands: mpsc::Receiver<RelayCommand>,
+        agent: GatewayLink,
+        seed: u64,
+    ) -> Relay {
+        let now = Instant::now();
+        let faults = state.config.faults.clone();
+        Relay {
+            rate: faults
+                .rate_limit
+                .map(|l| RateLimiter::new(l, faults.rate_abuse_seconds)),
+            agent_disconnect_at: faults.agent_disconnect_after.map(|d| now + d),
+            faults: FaultInjector::new(faults, seed),
+            state,
+            session_id,
+            target,
+            commands,
+            agent,
+            agent_open: true,
+            client: None,
+            backlog: VecDeque::new(),
+            scheduled: BinaryHeap::new(),
+            order: 0,
+            kills_done: 0,
+            told_agent_pause: false,
+            agent_away_until: None,
+            started: now,
+            last_activity: now,
+            done: false,
+        }
+    }
+
+    /// Runs until the session ends.
+    pub async fn run(mut self) {
+        while !self.done {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => self.finish(String::new(), false).await,
+                },
+                out = self.agent.from_agent.recv(), if self.agent_open => match out {
+                    Some(AgentOut::Frame(f)) => self.on_agent_frame(f).await,
+                    Some(AgentOut::Finished { output, failed }) => self.finish(output, failed).await,
+                    None => {
+                        self.agent_open = false;
+                        self.finish(String::new(), false).await;
+                    }
+                },
+                _ = sleep_until(deadline.into()) => self.on_timer().await,
+            }
+        }
+        let s = self.faults.stats;
+        tracing::info!(session = %self.session_id, dropped = s.dropped, duplicated = s.duplicated,
+            reordered = s.reordered, throttled = s.throttled, "session relay finished");
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let cfg = &self.state.config;
+        let mut d = self.last_activity + cfg.idle_timeout;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                d = d.min(t);
+            }
+        };
+        consider(cfg.max_session_duration.map(|m| self.started + m));
+        consider(self.scheduled.peek().map(|Reverse(s)| s.at));
+        consider(self.faults.next_release());
+        consider(self.agent_disconnect_at);
+        consider(self.agent_away_until);
+        consider(self.rate.as_ref().and_then(|r| r.window_end()));
+        if let (Some(c), Some(k)) = (&self.client, cfg.faults.kill_after) {
+            if self.kills_done < cfg.faults.kill_times {
+                consider(Some(c.opened + k));
+            }
+        }
+        d
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        let state = self.state.clone();
+        let cfg = &state.config;
+        if now >= self.last_activity + cfg.idle_timeout {
+            tracing::info!(session = %self.session_id, "idle timeout");
+            return self
+                .finish(
+                    "Session has been terminated due to inactivity.".into(),
+                    false,
+                )
+                .await;
+        }
+        if cfg
+            .max_session_duration
+            .is_some_and(|m| now >= self.started + m)
+        {
+            tracing::info!(session = %self.session_id, "maximum session duration reached");
+            return self
+                .finish(
+                    "Session has reached the maximum session duration.".into(),
+                    false,
+                )
+                .await;
+        }
+        if self.agent_disconnect_at.is_some_and(|t| now >= t) {
+            self.agent_disconnect_at = None;
+            self.agent_away_until = Some(now + cfg.faults.agent_disconnect_for);
+            tracing::info!(session = %self.session_id, "fault: agent websocket down");
+            self.send_to_client(gateway_message(MessageType::PausePublication, Bytes::new()))
+                .await;
+        }
+        if self.agent_away_until.is_some_and(|t| now >= t) {
+            self.agent_away_until = None;
+            tracing::info!(session = %self.session_id, "fault: agent websocket back");
+            self.send_to_client(gateway_message(MessageType::StartPublication, Bytes::new()))
+                .await;
+        }
+        if let Some(rate) = &mut self.rate {
+            if rate.roll(now) {
+                if rate.is_abusive() {
+                    tracing::warn!(session = %self.session_id, "message rate abuse: closing");
+                    return self
+                        .finish("Session terminated: message rate exceeded.".into(), true)
+                        .await;
+                }
+                self.send_to_client(gateway_message(MessageType::StartPublication, Bytes::new()))
+                    .await;
+            }
+        }
+        if let (Some(c), Some(k)) = (&self.client, cfg.faults.kill_after) {
+            if self.kills_done < cfg.faults.kill_times && now >= c.opened + k {
+                self.kill_client().await;
+            }
+        }
+        for (dir, at, frame) in self.faults.release_expired(now) {
+            self.schedule(dir, at, frame);
+        }
+        self.deliver_due(now).await;
+    }
+
+    async fn on_command(&mut self, cmd: RelayCommand) {
+        match cmd {
+            RelayCommand::ClientAttached { conn, outbox } => {
+                if let Some(old) = self.client.take() {
+                    let _ = old.outbox.try_send(ClientOut::Close(1000, String::new()));
+                }
+                tracing::info!(session = %self.session_id, conn, "client attached");
+                self.client = Some(Client {
+                    conn,
+                    outbox,
+                    opened: Instant::now(),
+                    frames: 0,
+                });
+                self.state
+                    .set_status(&self.session_id, SessionStatus::Connected);
+                if self.told_agent_pause {
+                    self.told_agent_pause = false;
+                    self.send_to_agent(gateway_message(
+                        MessageType::StartPublication,
+                        Bytes::new(),
+                    ))
+                    .await;
+                }
+                while let Some(f) = self.backlog.pop_front() {
+                    self.send_to_client(f).await;
+                }
+            }
+            RelayCommand::ClientFrame { conn, frame } => {
+                if self.client.as_ref().is_some_and(|c| c.conn == conn) {
+                    self.on_client_frame(frame).await;
+                }
+            }
+            RelayCommand::ClientDetached { conn } => {
+                if self.client.as_ref().is_some_and(|c| c.conn == conn) {
+                    self.client_gone().await;
+                }
+            }
+            RelayCommand::Terminate { output } => self.finish(output, false).await,
+        }
+    }
+
+    async fn client_gone(&mut self) {
+        tracing::info!(session = %self.session_id, "client detached");
+        self.client = None;
+        self.state
+            .set_status(&self.session_id, SessionStatus::Disconnected);
+        if !self.told_agent_pause {
+            self.told_agent_pause = true;
+            self.send_to_agent(gateway_message(MessageType::PausePublication, Bytes::new()))
+                .await;
+        }
+    }
+
+    async fn kill_client(&mut self) {
+        if let Some(c) = &self.client {
+            tracing::info!(session = %self.session_id, "fault: killing client websocket");
+            self.kills_done += 1;
+            let _ = c.outbox.try_send(ClientOut::Kill);
+            self.client_gone().await;
+        }
+    }
+
+    fn count_client_frame(&mut self) -> bool {
+        let limit = self.state.config.faults.kill_after_messages;
+        let times = self.state.config.faults.kill_times;
+        if let Some(c) = &mut self.client {
+            c.frames += 1;
+            if let Some(n) = limit {
+                return self.kills_done < times && c.frames >= n;
+            }
+        }
+        false
+    }
+
+    fn note_activity(&mut self, frame: &Bytes) {
+        if let Ok(m) = AgentMessage::decode(frame.clone()) {
+            if m.message_type.is_stream_data() {
+                self.last_activity = Instant::now();
+            }
+        }
+    }
+
+    async fn on_client_frame(&mut self, frame: Bytes) {
+        let now = Instant::now();
+        self.note_activity(&frame);
+        if self.count_client_frame() {
+            return self.kill_client().await;
+        }
+        if let Some(rate) = &mut self.rate {
+            if let RateVerdict::Throttle { first_in_window } = rate.check(now) {
+                self.faults.stats.throttled += 1;
+                if first_in_window {
+                    self.send_to_client(gateway_message(
+                        MessageType::PausePublication,
+                        Bytes::new(),
+                    ))
+                    .await;
+                }
+                return;
+            }
+        }
+        if self.agent_away_until.is_some() {
+            return; // the agent's websocket is down: the frame is lost, the client retransmits
+        }
+        for (at, f) in self.faults.process(Direction::ToAgent, frame, now) {
+            self.schedule(Direction::ToAgent, at, f);
+        }
+        self.deliver_due(now).await;
+    }
+
+    async fn on_agent_frame(&mut self, frame: Bytes) {
+        let now = Instant::now();
+        match AgentMessage::decode(frame.clone()) {
+            Ok(m) if m.message_type == MessageType::AgentSessionState => {
+                // Consumed by the gateway (§13.2).
+                let state: Option<AgentSessionStatePayload> =
+                    serde_json::from_slice(&m.payload).ok();
+                tracing::debug!(session = %self.session_id, ?state, "agent session state");
+                if state.is_some_and(|s| s.session_state == "Terminating") {
+                    self.state
+                        .set_status(&self.session_id, SessionStatus::Terminating);
+                }
+                return;
+            }
+            Ok(m) if m.message_type.is_stream_data() => self.last_activity = now,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(session = %self.session_id, "undecodable agent frame: {e}"),
+        }
+        if self.agent_away_until.is_some() {
+            return; // lost on the dead agent websocket; the agent retransmits
+        }
+        if self.client.is_some() && self.count_client_frame() {
+            return self.kill_client().await;
+        }
+        for (at, f) in self.faults.process(Direction::ToClient, frame, now) {
+            self.schedule(Direction::ToClient, at, f);
+        }
+        self.deliver_due(now).await;
+    }
+
+    fn schedule(&mut self, dir: Direction, at: Instant, frame: Bytes) {
+        self.order += 1;
+        self.scheduled.push(Reverse(Scheduled {
+            at,
+            order: self.order,
+            dir,
+            frame,
+        }));
+    }
+
+    async fn deliver_due(&mut self, now: Instant) {
+        while self.scheduled.peek().is_some_and(|Reverse(s)| s.at <= now) {
+            let Some(Reverse(s)) = self.scheduled.pop() else {
+                break;
+            };
+            match s.dir {
+                Direction::ToAgent => self.send_to_agent(s.frame).await,
+                Direction::ToClient => self.send_to_client(s.frame).await,
+            }
+        }
+    }
+
+    async fn send_to_agent(&mut self, frame: Bytes) {
+        if self.agent_open && self.agent.to_agent.send(frame).await.is_err() {
+            tracing::debug!(session = %self.session_id, "agent gone");
+        }
+    }
+
+    async fn send_to_client(&mut self, frame: Bytes) {
+        match &self.client {
+            Some(c) => {
+                if c.outbox.send(ClientOut::Frame(frame)).await.is_err() {
+                    self.client_gone().await;
+                }
+            }
+            None => {
+                if self.backlog.len() < BACKLOG_LIMIT {
+                    self.backlog.push_back(frame);
+                }
+            }
+        }
+    }
+
+    /// Ends the session: pending frames reach the client first, then `channel_closed` (§10.1).
+    async fn finish(&mut self, output: String, failed: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        while let Some(Reverse(s)) = self.scheduled.pop() {
+            if s.dir == Direction::ToClient {
+                self.send_to_client(s.frame).await;
+            }
+        }
+        let closed = ChannelClosed {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            created_date: unix_ms().to_string(),
+            destination_id: self.target.clone(),
+            session_id: self.session_id.clone(),
+            message_type: "channel_closed".into(),
+            schema_version: 1,
+            output: output.clone(),
+        };
+        let frame = gateway_message(MessageType::ChannelClosed, to_json(&closed));
+        if let Some(c) = &self.client {
+            let _ = c.outbox.send(ClientOut::Frame(frame.clone())).await;
+            let _ = c.outbox.send(ClientOut::Close(1000, String::new())).await;
+        }
+        if self.agent_open {
+            let _ = self.agent.to_agent.try_send(frame);
+        }
+        let status = if failed {
+            SessionStatus::Failed
+        } else {
+            SessionStatus::Terminated
+        };
+        self.state.set_status(&self.session_id, status);
+        tracing::info!(session = %self.session_id, %output, failed, "session ended");
+    }
+}

@@ -1,0 +1,215 @@
+//! Shared simulator state: configuration, the session table and tokens.
+//!
+//! Each session's traffic is owned by its relay task ([`crate::relay`]); this table only holds what
+//! the API must answer (status, dates, the current token) and the relay's command channel. Critical
+//! sections are short and never await.
+
+use crate::config::SimConfig;
+use crate::documents::SessionPlan;
+use crate::kms::Kms;
+use crate::relay::RelayCommand;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// Session status as `DescribeSessions` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Started, no client has opened the data channel yet.
+    Connecting,
+    /// A client is attached.
+    Connected,
+    /// The client went away; it may resume.
+    Disconnected,
+    /// Ending.
+    Terminating,
+    /// Ended normally.
+    Terminated,
+    /// Ended with an error.
+    Failed,
+}
+
+impl SessionStatus {
+    /// The API string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Connecting => "Connecting",
+            SessionStatus::Connected => "Connected",
+            SessionStatus::Disconnected => "Disconnected",
+            SessionStatus::Terminating => "Terminating",
+            SessionStatus::Terminated => "Terminated",
+            SessionStatus::Failed => "Failed",
+        }
+    }
+
+    /// True for `State: Active` in DescribeSessions.
+    pub fn is_active(self) -> bool {
+        !matches!(self, SessionStatus::Terminated | SessionStatus::Failed)
+    }
+}
+
+/// One session's bookkeeping.
+#[derive(Debug)]
+pub struct SessionRecord {
+    /// `<user>-<17 hex>`.
+    pub id: String,
+    /// Target id.
+    pub target: String,
+    /// What runs.
+    pub plan: SessionPlan,
+    /// `Reason` from StartSession.
+    pub reason: Option<String>,
+    /// Owner ARN.
+    pub owner: String,
+    /// Current status.
+    pub status: SessionStatus,
+    /// Start time.
+    pub start: SystemTime,
+    /// End time once ended.
+    pub end: Option<SystemTime>,
+    /// The token a client may open the data channel with, and when it stops working.
+    pub token: Option<(String, Instant)>,
+    /// Commands to the session's relay.
+    pub relay: mpsc::Sender<RelayCommand>,
+}
+
+/// Why a data-channel token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No session with that id.
+    #[error("session not found")]
+    UnknownSession,
+    /// The session has ended.
+    #[error("session is terminated")]
+    Terminated,
+    /// Wrong token for the session.
+    #[error("invalid token")]
+    Invalid,
+    /// Token too old.
+    #[error("token expired")]
+    Expired,
+}
+
+/// State shared by the HTTP handlers, relays and agents.
+pub struct SimState {
+    /// The configuration the simulator was started with.
+    pub config: SimConfig,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The simulated KMS.
+    pub kms: Kms,
+    sessions: Mutex<HashMap<String, SessionRecord>>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl SimState {
+    /// Creates the state for a simulator bound to `addr`.
+    pub fn new(config: SimConfig, addr: SocketAddr) -> SimState {
+        let kms = Kms::new(&config);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        SimState {
+            config,
+            addr,
+            kms,
+            sessions: Mutex::new(HashMap::new()),
+            rng: Mutex::new(rng),
+        }
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> MutexGuard<'_, HashMap<String, SessionRecord>> {
+        // A panic while holding the lock leaves plain data; keep serving.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A seeded random u64 (ids, tokens, per-session seeds).
+    pub fn random_u64(&self) -> u64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_u64()
+    }
+
+    /// A fresh session id like the service's: `<user>-<17 hex digits>`.
+    pub fn new_session_id(&self) -> String {
+        let n = self.random_u64() as u128 | ((self.random_u64() as u128 & 0xf) << 64);
+        format!("{}-{:017x}", self.config.user_name, n & ((1u128 << 68) - 1))
+    }
+
+    /// A fresh opaque token.
+    pub fn new_token(&self) -> String {
+        let mut raw = [0u8; 48];
+        for chunk in raw.chunks_mut(8) {
+            chunk.copy_from_slice(&self.random_u64().to_le_bytes());
+        }
+        format!("AAEAA{}", rssm_protocol::crypto::b64_encode(&raw))
+    }
+
+    /// How long a freshly issued token stays usable.
+    pub fn token_lifetime(&self) -> std::time::Duration {
+        self.config
+            .faults
+            .expire_tokens_after
+            .unwrap_or(self.config.token_ttl)
+    }
+
+    /// The StreamUrl clients dial for a session.
+    pub fn stream_url(&self, session_id: &str) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("ws://{addr}/v1/data-channel/{session_id}?role=publish_subscribe")
+    }
+
+    /// The base HTTP endpoint.
+    pub fn endpoint(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
+    /// Checks a data-channel token and returns the session's relay on success.
+    pub fn check_token(
+        &self,
+        session_id: &str,
+        token: &str,
+        now: Instant,
+    ) -> Result<mpsc::Sender<RelayCommand>, TokenError> {
+        let sessions = self.sessions();
+        let rec = sessions.get(session_id).ok_or(TokenError::UnknownSession)?;
+        if !rec.status.is_active() {
+            return Err(TokenError::Terminated);
+        }
+        match &rec.token {
+            Some((t, until)) if t == token => {
+                if now > *until {
+                    Err(TokenError::Expired)
+                } else {
+                    Ok(rec.relay.clone())
+                }
+            }
+            _ => Err(TokenError::Invalid),
+        }
+    }
+
+    /// Updates a session's status (and end time for final states).
+    pub fn set_status(&self, session_id: &str, status: SessionStatus) {
+        if let Some(rec) = self.sessions().get_mut(session_id) {
+            if !rec.status.is_active() {
+                return; // final states are final
+            }
+            rec.status = status;
+            if !status.is_active() {
+                rec.end = Some(SystemTime::now());
+                rec.token = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Every fault mode, with nothing lost: port forwarding through smux with sha256-checked echoes
+//! while the gateway drops, duplicates, reorders, delays, kills websockets, expires tokens,
+//! disconnects the agent; plus the rate cap, idle timeout and maximum session duration.
+
+mod common;
+
+use common::*;
+use rssm_protocol::Event;
+use rssm_sim::{FaultConfig, SimConfig, Simulator};
+use serde_json::json;
+use std::time::Duration;
+
+async fn sim_with(faults: FaultConfig) -> Simulator {
+    let config = SimConfig {
+        faults,
+        shell: Some("/bin/sh".into()),
+        ..SimConfig::default()
+    };
+    Simulator::start(config).await.unwrap()
+}
+
+async fn echo_through(sim: &Simulator, streams: usize, size: usize) -> u32 {
+    let port = echo_server().await;
+    let mut c = port_session(sim, port, rssm_protocol::CLIENT_VERSION).await;
+    smux_echo(&mut c, streams, size).await;
+    c.reconnects
+}
+
+#[tokio::test]
+async fn lossy_duplicating_reordering_slow_link_loses_nothing() {
+    let sim = sim_with(FaultConfig {
+        drop: 0.05,
+        duplicate: 0.05,
+        reorder: 0.05,
+        latency: Duration::from_millis(2),
+        ..FaultConfig::default()
+    })
+    .await;
+    echo_through(&sim, 4, 30_000).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn killed_websockets_resume_without_losing_bytes() {
+    let sim = sim_with(FaultConfig {
+        kill_after_messages: Some(40),
+        kill_times: 3,
+        ..FaultConfig::default()
+    })
+    .await;
+    let reconnects = echo_through(&sim, 4, 30_000).await;
+    assert_eq!(reconnects, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused_and_resume_issues_new_ones() {
+    let sim = sim_with(FaultConfig {
+        expire_tokens_after: Some(Duration::from_millis(300)),
+        kill_after: Some(Duration::from_millis(600)),
+        ..FaultConfig::default()
+    })
+    .await;
+    // A token used after its lifetime is refused.
+    let stale = start_session(&sim, json!({ "Target": DEMO })).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    use futures_util::StreamExt;
+    let mut ws = open_ws(
+        &sim,
+        stale["StreamUrl"].as_str().unwrap(),
+        stale["TokenValue"].as_str().unwrap(),
+    )
+    .await;
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&msg, Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f)))) if f.reason.contains("expired")),
+        "{msg:?}"
+    );
+
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let mut c = Client::connect(&sim, &resp, DEMO).await;
+    // Runs past the kill: the client must resume with a fresh token.
+    c.session.send_size(80, 24).unwrap();
+    let mut seen = String::new();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    c.send(
+        rssm_protocol::PayloadType::Output,
+        b"echo after-$((2*21))\n",
+    );
+    c.run_until(Duration::from_secs(20), |e, _| {
+        if let Event::Output(b) = e {
+            seen.push_str(&String::from_utf8_lossy(b));
+        }
+        seen.contains("after-42")
+    })
+    .await;
+    assert!(c.reconnects >= 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_disconnect_pauses_the_client_and_loses_nothing() {
+    let sim = sim_with(FaultConfig {
+        agent_disconnect_after: Some(Duration::from_millis(400)),
+        agent_disconnect_for: Duration::from_millis(800),
+        latency: Duration::from_millis(1),
+        ..FaultConfig::default()
+    })
+    .await;
+    let port = echo_server().await;
+    let mut c = port_session(&sim, port, rssm_protocol::CLIENT_VERSION).await;
+    let mut paused = false;
+    c.run_until(Duration::from_secs(10), |e, _| {
+        paused |= matches!(e, Event::PublicationPaused);
+        paused
+    })
+    .await;
+    smux_echo(&mut c, 3, 20_000).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn normal_traffic_stays_under_the_rate_cap() {
+    let sim = sim_with(FaultConfig {
+        rate_limit: Some(1000),
+        ..FaultConfig::default()
+    })
+    .await;
+    echo_through(&sim, 2, 50_000).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn message_flood_is_paused_then_closed() {
+    let sim = sim_with(FaultConfig {
+        rate_limit: Some(20),
+        rate_abuse_seconds: 2,
+        ..FaultConfig::default()
+    })
+    .await;
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let mut c = Client::connect(&sim, &resp, DEMO).await;
+    for i in 0..400 {
+        c.send(
+            rssm_protocol::PayloadType::Output,
+            format!(": {i}\n").as_bytes(),
+        );
+    }
+    let mut paused = false;
+    let events = c
+        .run_until(Duration::from_secs(20), |e, _| {
+            paused |= matches!(e, Event::PublicationPaused);
+            matches!(e, Event::ChannelClosed(_))
+        })
+        .await;
+    assert!(paused, "the gateway paused the flooding client");
+    assert!(matches!(events.last(), Some(Event::ChannelClosed(cc)) if cc.output.contains("rate")));
+    let (_, d) = ssm(&sim, "DescribeSessions", json!({ "State": "History" })).await;
+    assert_eq!(d["Sessions"][0]["Status"], "Failed", "{d}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_and_long_sessions_are_closed() {
+    let config = SimConfig {
+        idle_timeout: Duration::from_millis(1500),
+        shell: Some("/bin/sh".into()),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config).await.unwrap();
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let mut c = Client::connect(&sim, &resp, DEMO).await;
+    let events = c
+        .run_until(Duration::from_secs(20), |e, _| {
+            matches!(e, Event::ChannelClosed(_))
+        })
+        .await;
+    assert!(
+        matches!(events.last(), Some(Event::ChannelClosed(cc)) if cc.output.contains("inactivity"))
+    );
+    sim.shutdown().await;
+
+    let config = SimConfig {
+        max_session_duration: Some(Duration::from_millis(1500)),
+        shell: Some("/bin/sh".into()),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config).await.unwrap();
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let mut c = Client::connect(&sim, &resp, DEMO).await;
+    let events = c
+        .run_until(Duration::from_secs(20), |e, _| {
+            matches!(e, Event::ChannelClosed(_))
+        })
+        .await;
+    assert!(
+        matches!(events.last(), Some(Event::ChannelClosed(cc)) if cc.output.contains("maximum"))
+    );
+    sim.shutdown().await;
+}
