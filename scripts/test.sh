@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs the real peers the end-to-end tests drive (OpenSSH server and
-# client), then runs every test of the workspace. Tests that need a peer fail loudly when it is
+# client, the AWS CLI), then runs every test of the workspace. Tests that need a peer fail loudly when it is
 # missing; they never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The real AWS CLI (PyPI), for the simulator's API tests and the drop-in plugin tests.
+if ! aws --version >/dev/null 2>&1; then
+  venv="${RSSM_TEST_VENV:-$PWD/target/awscli-venv}"
+  if [ ! -x "$venv/bin/aws" ]; then
+    echo "== installing the AWS CLI into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q awscli
+  fi
+  export PATH="$venv/bin:$PATH"
 fi
 
 exec cargo test --workspace --locked "$@"

@@ -37,7 +37,7 @@ fn trace_of_a_missing_file_is_one_clear_line_and_nonzero() {
         .args(["trace", "/nonexistent/x.jsonl"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(255));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("rssm: cannot open /nonexistent/x.jsonl"));

@@ -600,7 +600,10 @@ impl Session {
         }
     }
 
-    /// Whether something could be transmitted right now.
+    /// Whether acknowledgements or never-sent messages are waiting, i.e. whether
+    /// [`Session::poll_transmit`] has work without any timer having fired. Retransmissions are not
+    /// counted: they fall due at [`Session::poll_timeout`], after which the caller must call
+    /// [`Session::poll_transmit`] whatever this says.
     pub fn has_transmit(&self) -> bool {
         !self.acks.is_empty()
             || (!self.closed && self.paused_until.is_none() && self.outgoing.has_unsent())
