@@ -1,0 +1,468 @@
+//! `rssm shell` end to end: the real binary on a real PTY (expectrl) against an in-process
+//! simulator whose agent runs `/bin/sh` on a PTY of its own. Keys typed here travel
+//! PTY → rssm (raw mode) → data channel → simulated agent → remote PTY, and back.
+//!
+//! expectrl's own `expect` spins on non-blocking reads; on a 2-core machine running several of
+//! these at once that would starve rssm and the simulator, so [`Term::expect`] polls with
+//! `check` and a short sleep instead.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Sim, DEMO};
+use expectrl::{Regex, Session, WaitStatus};
+use rssm_sim::SimConfig;
+
+/// Longest wait for any one thing to appear (the agent alone waits 1 s before its first read).
+const STEP: Duration = Duration::from_secs(20);
+
+/// A simulator whose agent runs a plain POSIX shell, whatever `$SHELL` the tests run under.
+fn sim() -> Sim {
+    Sim::with_config(SimConfig {
+        shell: Some("/bin/sh".into()),
+        ..SimConfig::default()
+    })
+}
+
+/// A process on a PTY, with everything it printed so far kept for failure messages.
+struct Term {
+    session: Session,
+    seen: Vec<u8>,
+}
+
+impl Term {
+    fn spawn(cmd: Command) -> Term {
+        let session = Session::spawn(cmd).expect("spawn on a PTY");
+        Term {
+            session,
+            seen: Vec::new(),
+        }
+    }
+
+    /// `rssm shell DEMO` on a fresh 80×24 PTY, returned once the remote prompt has appeared
+    /// and been replaced by a recognisable one.
+    fn shell(sim: &Sim) -> Term {
+        let mut cmd = sim.rssm();
+        cmd.args(["shell", DEMO]);
+        let mut t = Term::spawn(cmd);
+        t.expect(r"[#$] $");
+        t.set_prompt();
+        t
+    }
+
+    /// `PS1=rssm-ps> `; written so that the echoed command line does not look like the prompt.
+    fn set_prompt(&mut self) {
+        self.send("PS1='rssm''-ps> '\r");
+        self.prompt();
+    }
+
+    fn prompt(&mut self) {
+        self.expect("rssm-ps> $");
+    }
+
+    fn send(&mut self, text: impl AsRef<[u8]>) {
+        self.session.send(text).expect("write to the PTY");
+    }
+
+    fn pid(&self) -> i32 {
+        self.session.get_process().pid().as_raw()
+    }
+
+    /// Waits up to [`STEP`] for `re` in the output; returns everything up to and including it.
+    fn expect(&mut self, re: &str) -> String {
+        let start = Instant::now();
+        loop {
+            match self.session.check(Regex(re)) {
+                Ok(c) if !c.is_empty() => {
+                    self.seen.extend_from_slice(c.as_bytes());
+                    return String::from_utf8_lossy(c.as_bytes()).into_owned();
+                }
+                // A PTY master can read as end-of-file for a moment (expectrl: "the read may
+                // succeed later"); the deadline decides.
+                Ok(_) | Err(expectrl::Error::Eof) => {}
+                Err(e) => panic!("waiting for {re:?}: {e}; output so far: {:?}", self.text()),
+            }
+            if start.elapsed() > STEP {
+                self.drain();
+                panic!("no {re:?} within {STEP:?}; output: {:?}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads whatever is available without waiting.
+    fn drain(&mut self) {
+        while let Ok(c) = self.session.check(Regex("(?s).+")) {
+            if c.is_empty() {
+                break;
+            }
+            self.seen.extend_from_slice(c.as_bytes());
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    /// Waits (reading output meanwhile) for the process to exit; returns its exit status.
+    fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let start = Instant::now();
+        loop {
+            self.drain();
+            match self.session.get_process().status() {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.drain();
+                    return code;
+                }
+                Ok(WaitStatus::StillAlive) => {}
+                other => panic!("unexpected status {other:?}; output: {:?}", self.text()),
+            }
+            if start.elapsed() > limit {
+                panic!("still running after {limit:?}; output: {:?}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The local flags of the PTY's terminal settings (the master reports the slave's).
+    fn lflags(&self) -> libc::tcflag_t {
+        let master = self
+            .session
+            .get_process()
+            .get_raw_handle()
+            .expect("PTY master");
+        // SAFETY: tcgetattr writes a termios into the zeroed struct; the fd is open for the call.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::tcgetattr(master.as_raw_fd(), &mut t) };
+        assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+        t.c_lflag
+    }
+}
+
+/// `sh -c SCRIPT` on a PTY with the simulator's environment and `$RSSM` naming the binary.
+/// The script starts from `stty sane` (expectrl starts its PTYs with echo off).
+fn wrapped(sim: &Sim, script: &str) -> Term {
+    let mut cmd = Command::new("/bin/sh");
+    sim.apply_env(&mut cmd);
+    cmd.env("RSSM", common::rssm_path());
+    cmd.args(["-c", &format!("stty sane; {script}")]);
+    Term::spawn(cmd)
+}
+
+/// Runs `cmd` without a terminal, feeding `stdin`, with a deadline so a hang fails the test.
+fn run_piped(mut cmd: Command, stdin: &[u8], limit: Duration) -> Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("rssm starts");
+    let mut input = child.stdin.take().expect("stdin pipe");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "rssm hung for {limit:?}; stdout: {:?} stderr: {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn prompt_appears_commands_run_and_exit_says_session_closed() {
+    let sim = sim();
+    let mut t = Term::shell(&sim);
+    // The echoed command line says `$((6*7))`; only the remote shell's output says 42.
+    t.send("echo hello-$((6*7))\r");
+    t.expect("hello-42");
+    t.prompt();
+    // The real agent never reports a shell's exit status for Standard_Stream (see
+    // src/commands/shell.rs), so a clean close is 0 whatever the shell's status was.
+    t.send("exit 3\r");
+    assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
+    assert!(t.text().contains("session closed"), "{}", t.text());
+    assert!(!t.text().contains("panicked"), "{}", t.text());
+}
+
+#[test]
+fn a_session_the_service_ends_says_why_and_restores_the_terminal() {
+    let sim = Sim::with_config(SimConfig {
+        shell: Some("/bin/sh".into()),
+        max_session_duration: Some(Duration::from_secs(3)),
+        ..SimConfig::default()
+    });
+    let mut t = wrapped(
+        &sim,
+        r#"echo "before=$(stty -g)"; "$RSSM" shell i-0123456789abcdef0; echo "rc=$?"; echo "after=$(stty -g)""#,
+    );
+    let before = t.expect(r"before=[0-9a-f:]+");
+    t.expect(r"[#$] $");
+    // The prompt has no newline: the notice still starts on a line of its own.
+    t.expect(r"^\r\nsession closed: Session has reached the maximum session duration\.");
+    t.expect("rc=0");
+    let after = t.expect(r"after=[0-9a-f:]+");
+    assert_eq!(before.rsplit('=').next(), after.rsplit('=').next());
+    assert_eq!(t.wait_exit(STEP), 0);
+}
+
+#[test]
+fn initial_size_and_every_resize_reach_the_remote_pty() {
+    let sim = sim();
+    let mut t = Term::shell(&sim);
+    t.send("stty size\r");
+    t.expect("\n24 80\r?\n");
+    t.prompt();
+    t.session
+        .get_process_mut()
+        .set_window_size(132, 43)
+        .expect("resize the PTY");
+    // SIGWINCH → Size message → the agent resizes its PTY; give that a moment to land before
+    // the keystrokes that ask for it (they travel on their own path).
+    std::thread::sleep(Duration::from_millis(500));
+    t.send("stty size\r");
+    t.expect("\n43 132\r?\n");
+    t.prompt();
+    t.send("exit\r");
+    assert_eq!(t.wait_exit(STEP), 0);
+}
+
+#[test]
+fn ctrl_c_interrupts_the_remote_command_not_rssm() {
+    let sim = sim();
+    let mut t = Term::shell(&sim);
+    t.send("sleep 30\r");
+    t.expect("sleep 30");
+    std::thread::sleep(Duration::from_millis(700)); // let the remote shell start it
+    let start = Instant::now();
+    t.send("\x03");
+    t.prompt();
+    t.send("echo after-$((1+1))\r");
+    t.expect("after-2");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the remote sleep was not interrupted: {:?}",
+        start.elapsed()
+    );
+    t.prompt();
+    t.send("exit\r");
+    assert_eq!(t.wait_exit(STEP), 0);
+}
+
+#[test]
+fn ctrl_z_stops_the_remote_job_and_keys_arrive_byte_for_byte() {
+    let sim = sim();
+    let mut t = Term::shell(&sim);
+    // Arrow keys, Ctrl-A and Ctrl-J (LF, which must not become CR) reach the remote program
+    // unchanged; `od` shows them. Ctrl-D ends `od`'s input.
+    t.send("od -An -tx1\r");
+    t.expect("od -An -tx1\r\n");
+    t.send("\x1b[A\x1b[D\x01\n\x04");
+    t.expect("1b 5b 41 1b 5b 44 01 0a");
+    t.prompt();
+    // Ctrl-Z stops the remote job (rssm itself is not suspended: the shell answers).
+    t.send("sleep 30\r");
+    t.expect("sleep 30");
+    std::thread::sleep(Duration::from_millis(700));
+    t.send("\x1a");
+    t.expect("(?i)stopped");
+    t.prompt();
+    t.send("kill -9 %1; echo killed-$((3*3))\r");
+    t.expect("killed-9");
+    t.prompt();
+    // dash may refuse the first `exit` ("You have stopped jobs.") until it has reaped the job.
+    t.send("exit\r");
+    std::thread::sleep(Duration::from_millis(300));
+    t.send("exit\r");
+    assert_eq!(t.wait_exit(STEP), 0);
+}
+
+#[test]
+fn a_large_paste_arrives_whole() {
+    let sim = sim();
+    let mut t = Term::shell(&sim);
+    t.send("wc -c\r");
+    t.expect("wc -c\r\n");
+    // 3000 bytes in one write: rssm sends it as several ≤ 1024-byte messages.
+    let line = format!("{}\r", "x".repeat(99));
+    t.send(line.repeat(30));
+    t.send("\x04");
+    t.expect(r"\b3000\b");
+    t.prompt();
+    t.send("exit\r");
+    assert_eq!(t.wait_exit(STEP), 0);
+}
+
+#[test]
+fn terminal_is_raw_during_the_session_and_restored_after() {
+    let sim = sim();
+    let mut t = wrapped(
+        &sim,
+        r#"echo "before=$(stty -g)"; "$RSSM" shell i-0123456789abcdef0; echo "rc=$?"; echo "after=$(stty -g)"; stty -a"#,
+    );
+    let before = t.expect(r"before=[0-9a-f:]+");
+    t.expect(r"[#$] $");
+    let raw = t.lflags();
+    assert_eq!(raw & (libc::ICANON | libc::ECHO | libc::ISIG), 0, "not raw");
+    t.send("exit\r");
+    t.expect("rc=0");
+    let after = t.expect(r"after=[0-9a-f:]+");
+    assert_eq!(
+        before.rsplit('=').next(),
+        after.rsplit('=').next(),
+        "{}",
+        t.text()
+    );
+    assert_eq!(t.wait_exit(STEP), 0);
+    let text = t.text();
+    let stty_a = text.rsplit("after=").next().unwrap_or_default();
+    let stty: Vec<&str> = stty_a
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';'))
+        .collect();
+    for flag in ["icanon", "echo", "isig", "icrnl", "opost"] {
+        assert!(stty.contains(&flag), "{flag} not restored: {stty:?}");
+    }
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_ends_the_session() {
+    let sim = sim();
+    let mut t = wrapped(
+        &sim,
+        r#"echo "before=$(stty -g)"; "$RSSM" shell i-0123456789abcdef0; echo "rc=$?"; echo "after=$(stty -g)""#,
+    );
+    let before = t.expect(r"before=[0-9a-f:]+");
+    t.expect(r"[#$] $");
+    let rssm = child_of(t.pid());
+    // SAFETY: kill(2) with a pid we just read and a valid signal number.
+    assert_eq!(unsafe { libc::kill(rssm, libc::SIGTERM) }, 0);
+    t.expect("rc=143");
+    let after = t.expect(r"after=[0-9a-f:]+");
+    assert_eq!(before.rsplit('=').next(), after.rsplit('=').next());
+    assert_eq!(t.wait_exit(STEP), 0);
+    assert!(t.text().contains("SIGTERM"), "{}", t.text());
+}
+
+/// The one child of `pid` (Linux: /proc/PID/task/PID/children).
+fn child_of(pid: i32) -> i32 {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(child) = text.split_whitespace().next() {
+            return child.parse().expect("a pid");
+        }
+        assert!(start.elapsed() < STEP, "{pid} has no child");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn piped_stdin_runs_the_script_and_exit_ends_the_session() {
+    let sim = sim();
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", DEMO]);
+    let out = run_piped(
+        cmd,
+        b"echo piped-$((2*3))\nexit 3\n",
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("piped-6"), "stdout: {stdout:?}");
+    assert!(stderr(&out).contains("session closed"), "{}", stderr(&out));
+    // As in a terminal: Standard_Stream carries no exit status (see src/commands/shell.rs).
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn piped_stdin_without_exit_ends_when_the_input_does() {
+    let sim = sim();
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", DEMO]);
+    let out = run_piped(cmd, b"echo eof-$((5*5))\n", Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("eof-25"), "stdout: {stdout:?}");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn remote_exit_status_is_ours_when_the_agent_reports_it() {
+    // NonInteractiveCommands is the session type whose agent sends an ExitCode payload.
+    let sim = sim();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "shell",
+        DEMO,
+        "--document",
+        "AWS-StartNonInteractiveCommand",
+        "--parameters",
+        r#"command=sh -c "echo status-run; exit 3""#,
+    ]);
+    let out = run_piped(cmd, b"", Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status-run"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(255), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("rssm: ") && err.contains(needle), "{err:?}");
+}
+
+#[test]
+fn unknown_target_is_one_clear_line_and_255() {
+    let sim = sim();
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", "i-00000000000000bad"]);
+    let out = run_piped(cmd, b"", Duration::from_secs(30));
+    assert_one_line_error(&out, "i-00000000000000bad");
+}
+
+#[test]
+fn offline_target_is_one_clear_line_and_255() {
+    let sim = sim();
+    let offline = sim
+        .sim
+        .config()
+        .fleet
+        .targets
+        .iter()
+        .find(|t| !t.is_online())
+        .expect("the default fleet has an offline instance")
+        .id
+        .clone();
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", &offline]);
+    let out = run_piped(cmd, b"", Duration::from_secs(30));
+    assert_one_line_error(&out, "TargetNotConnected");
+}
+
+#[test]
+fn errors_before_the_session_leave_the_terminal_alone() {
+    // On a PTY: the failure comes before raw mode, and the terminal is as it was.
+    let sim = sim();
+    let mut t = wrapped(
+        &sim,
+        r#"echo "before=$(stty -g)"; "$RSSM" shell i-00000000000000bad; echo "rc=$?"; echo "after=$(stty -g)""#,
+    );
+    let before = t.expect(r"before=[0-9a-f:]+");
+    t.expect("rc=255");
+    let after = t.expect(r"after=[0-9a-f:]+");
+    assert_eq!(before.rsplit('=').next(), after.rsplit('=').next());
+    assert_eq!(t.wait_exit(STEP), 0);
+}
