@@ -142,18 +142,6 @@ impl Aws {
             tracing::debug!("TerminateSession {session_id}: {}", error_chain(&e));
         }
     }
-
-    /// `ssm:ResumeSession`: a fresh token for the same stream (PROTOCOL.md §5.6).
-    pub async fn resume_session(&self, session_id: &str) -> Result<Option<String>> {
-        let out = self
-            .ssm
-            .resume_session()
-            .session_id(session_id)
-            .send()
-            .await
-            .map_err(|e| sdk_error("ResumeSession", session_id, e))?;
-        Ok(out.token_value.filter(|t| !t.is_empty()))
-    }
 }
 
 /// One line for an SDK error, with advice for the common cases.

@@ -65,6 +65,24 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Start a local simulator and open a shell on its demo instance: try rssm without AWS.
     Demo(DemoArgs),
+    /// Be the AWS CLI's `session-manager-plugin` (what runs when rssm is invoked under that
+    /// name): `rssm plugin RESPONSE REGION StartSession PROFILE REQUEST ENDPOINT`.
+    #[command(disable_help_flag = true)]
+    Plugin {
+        /// The arguments the AWS CLI passes to the plugin.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Make rssm the AWS CLI's session manager plugin: creates a `session-manager-plugin` link to
+    /// rssm in DIR (default: the directory rssm is installed in).
+    InstallPlugin {
+        /// Directory to create the link in; it should be on PATH.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Replace an existing `session-manager-plugin` there (e.g. the official one).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print shell completions (`rssm completions bash > /etc/bash_completion.d/rssm`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -10,7 +10,6 @@ use futures_util::{SinkExt, StreamExt};
 use rssm_protocol::payload::Flag;
 use rssm_protocol::{Event, PayloadType, Session, SessionConfig, SessionTypeInfo};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -74,15 +73,30 @@ pub struct DriverHandle {
     /// Requests to the session (bounded: sending waits while the session is full).
     pub input: mpsc::Sender<Input>,
     /// Reports from the session, ending with [`Output::Ended`].
-    pub output: mpsc::Receiver<Output>,
-    task: JoinHandle<()>,
+    pub output: Outputs,
 }
 
-impl DriverHandle {
-    /// Waits for the driver task to finish (after [`Output::Ended`]).
-    pub async fn join(self) {
-        drop(self.input);
-        let _ = self.task.await;
+/// The stream of [`Output`]s, with room to put back what a caller looked at too early (the
+/// drop-in plugin reads the handshake before it knows which command runs the session).
+pub struct Outputs {
+    rx: mpsc::Receiver<Output>,
+    unread: std::collections::VecDeque<Output>,
+}
+
+impl Outputs {
+    /// The next report; `None` once the driver is gone.
+    pub async fn recv(&mut self) -> Option<Output> {
+        match self.unread.pop_front() {
+            Some(o) => Some(o),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// Puts reports back, in order, to be received again.
+    pub fn unread(&mut self, outputs: impl IntoIterator<Item = Output>) {
+        let mut v: Vec<Output> = outputs.into_iter().collect();
+        v.extend(self.unread.drain(..));
+        self.unread = v.into();
     }
 }
 
@@ -102,7 +116,7 @@ pub async fn start(auth: ChannelAuth, config: SessionConfig) -> Result<DriverHan
     let session = Session::new(config, now, unix_ms, seed);
     let (in_tx, in_rx) = mpsc::channel(64);
     let (out_tx, out_rx) = mpsc::channel(256);
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut d = Driver {
             session,
             ws,
@@ -117,8 +131,10 @@ pub async fn start(auth: ChannelAuth, config: SessionConfig) -> Result<DriverHan
     });
     Ok(DriverHandle {
         input: in_tx,
-        output: out_rx,
-        task,
+        output: Outputs {
+            rx: out_rx,
+            unread: Default::default(),
+        },
     })
 }
 

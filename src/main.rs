@@ -4,6 +4,7 @@ mod aws;
 mod cli;
 mod commands;
 mod driver;
+mod plugin_args;
 mod terminal;
 mod trace;
 mod transport;
@@ -15,9 +16,30 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 use commands::EXIT_ERROR;
 
+/// The name the AWS CLI executes.
+const PLUGIN_NAME: &str = "session-manager-plugin";
+
 fn main() -> ExitCode {
+    // As session-manager-plugin (a link) or `rssm plugin …`, the arguments follow the AWS CLI's
+    // contract, not ours: hand them over untouched.
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = std::path::Path::new(args.first().map(String::as_str).unwrap_or(""))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if invoked_as == PLUGIN_NAME {
+        return run_plugin(args[1..].to_vec());
+    }
+    if args.get(1).map(String::as_str) == Some("plugin") {
+        return run_plugin(args[2..].to_vec());
+    }
     let cli = Cli::parse();
-    init_tracing(&cli);
+    init_tracing(cli.quiet, cli.verbose);
+    block_on(run(cli))
+}
+
+/// Runs `fut` on a single-threaded runtime and turns its result into the exit status.
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<u8>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -28,13 +50,24 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(fut) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("rssm: {}", one_line(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The drop-in plugin. Diagnostics: `RSSM_LOG` (e.g. `debug`), since the AWS CLI passes no flags.
+fn run_plugin(args: Vec<String>) -> ExitCode {
+    let verbose = match std::env::var("RSSM_LOG").as_deref() {
+        Ok("debug") | Ok("trace") => 2,
+        Ok("info") => 1,
+        _ => 0,
+    };
+    init_tracing(false, verbose);
+    block_on(async move { commands::plugin::run(&args, false).await })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -49,6 +82,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Trace { file } => trace::run(file),
         Command::Demo(args) => commands::demo::run(&cli, args).await,
+        Command::Plugin { args } => commands::plugin::run(args, cli.quiet).await,
+        Command::InstallPlugin { dir, force } => {
+            commands::install_plugin::run(dir.as_deref(), *force, PLUGIN_NAME)
+        }
         Command::Shell(args) => {
             commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
@@ -74,8 +111,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// Diagnostics go to stderr: warnings by default, -v info, -vv debug for rssm's own crates only
 /// (SDK internals stay at warn so nothing sensitive is ever traced). `RUST_LOG` overrides.
-fn init_tracing(cli: &Cli) {
-    let level = match (cli.quiet, cli.verbose) {
+fn init_tracing(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "warn,rssm=info,rssm_protocol=info,rssm_sim=info",

@@ -4,6 +4,8 @@
 pub mod demo;
 pub mod exec;
 pub mod forward;
+pub mod install_plugin;
+pub mod plugin;
 pub mod proxy;
 pub mod shell;
 pub mod ssh_config;
@@ -121,7 +123,12 @@ pub async fn connect(
     }
 }
 
-async fn open_channel(aws: &Aws, target: &str, started: &StartedSession) -> Result<DriverHandle> {
+/// Opens the data channel of a started session and starts its driver.
+pub async fn open_channel(
+    aws: &Aws,
+    target: &str,
+    started: &StartedSession,
+) -> Result<DriverHandle> {
     transport::check_stream_url(&started.stream_url)?;
     let auth = ChannelAuth {
         stream_url: started.stream_url.clone(),

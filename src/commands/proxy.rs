@@ -12,7 +12,7 @@ use crate::aws::Aws;
 use crate::cli::ProxyArgs;
 use crate::driver::{End, Input, Output};
 
-use super::{connect, EXIT_ERROR};
+use super::{connect, Connected, EXIT_ERROR};
 
 /// The document ssh users use (`--parameters portNumber=%p`).
 pub const DOCUMENT: &str = "AWS-StartSSHSession";
@@ -20,10 +20,16 @@ pub const DOCUMENT: &str = "AWS-StartSSHSession";
 /// Largest stream payload: the size the agent reads and expects (§12).
 const CHUNK: usize = 1024;
 
-/// Carries stdin/stdout until either side ends; returns the exit status.
+/// Starts the SSH session and carries stdin/stdout until either side ends; returns the exit status.
 pub async fn run(aws: &Aws, args: &ProxyArgs) -> Result<u8> {
     let params = HashMap::from([("portNumber".to_owned(), vec![args.port.to_string()])]);
-    let mut conn = connect(aws, &args.host, Some(DOCUMENT), params, &args.session).await?;
+    let conn = connect(aws, &args.host, Some(DOCUMENT), params, &args.session).await?;
+    run_connected(conn).await
+}
+
+/// Carries stdin/stdout on a session that is already open (also the drop-in plugin's mode for
+/// Port sessions without a `type`, e.g. AWS-StartSSHSession).
+pub async fn run_connected(mut conn: Connected) -> Result<u8> {
     let mut stdout = tokio::io::stdout();
     let mut stdin = tokio::io::stdin();
     let mut buf = BytesMut::with_capacity(CHUNK);

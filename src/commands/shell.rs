@@ -47,7 +47,13 @@ const EOT: &[u8] = b"\x04";
 
 /// Runs an interactive shell and returns the process exit status.
 pub async fn run(aws: &Aws, args: &ShellArgs, quiet: bool) -> Result<u8> {
-    let mut conn = connect(aws, &args.target, None, HashMap::new(), &args.session).await?;
+    let conn = connect(aws, &args.target, None, HashMap::new(), &args.session).await?;
+    run_connected(conn, quiet).await
+}
+
+/// Runs the interactive part on a session that is already open (also the drop-in plugin's
+/// shell mode).
+pub async fn run_connected(mut conn: Connected, quiet: bool) -> Result<u8> {
     // `interact` restores the terminal before it returns, however it ends.
     let result = interact(&mut conn, quiet).await;
     let status = result.map(|outcome| outcome.report(quiet));

@@ -1,0 +1,146 @@
+//! `rssm forward TARGET [PORT] [-L [BIND:]LPORT:HOST:RPORT]…`: local TCP ports forwarded through
+//! the target, ssh `-L` style (PROTOCOL.md §9.4).
+//!
+//! Every forward gets its own listener (bound first, on 127.0.0.1 unless told otherwise, so a busy
+//! port fails before any session starts) and its own session. Modern agents multiplex any number
+//! of connections over the session with smux ([`mux`]); old ones take one at a time ([`basic`]).
+//! Ctrl-C ends every session cleanly and exits 0; a session that ends on its own is an error.
+//!
+//! * `spec` — parsing `PORT`/`-L` and choosing the document;
+//! * `tunnel` — one forward's life: session, handshake, mode, clean close;
+//! * `mux`, `basic`, `conn` — serving connections; `status` — stderr messages and status line;
+//! * `plugin` — the same forwarding for the drop-in `session-manager-plugin`.
+
+mod basic;
+mod conn;
+mod mux;
+mod plugin;
+mod spec;
+mod status;
+mod tunnel;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::aws::Aws;
+use crate::cli::ForwardArgs;
+
+use self::status::{Console, Counters};
+use self::tunnel::Tunnel;
+use super::{check_target, EXIT_ERROR};
+
+pub use self::plugin::run_plugin;
+
+/// Exit status after a second Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Forwards until Ctrl-C (exit 0) or until a session ends or fails (exit 255).
+pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
+    check_target(&args.target)?;
+    let specs = spec::from_args(args)?;
+    let mut listeners = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let addr = spec.bind_addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        listeners.push(listener);
+    }
+    let mut signals = Signals::new()?;
+    let console = Console::new(quiet);
+    let counters = Arc::new(Counters::default());
+    let status_line = console.start_status_line(counters.clone());
+    let (stop, stopped) = watch::channel(false);
+    let mut forwards = JoinSet::new();
+    for (spec, listener) in specs.into_iter().zip(listeners) {
+        let tunnel = Tunnel {
+            aws: aws.clone(),
+            target: args.target.clone(),
+            session: args.session.clone(),
+            spec,
+            listener,
+        };
+        forwards.spawn(tunnel::run(
+            tunnel,
+            console,
+            counters.clone(),
+            stopped.clone(),
+        ));
+    }
+
+    let mut failed = false;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            _ = signals.recv() => {
+                if interrupted {
+                    drop(status_line);
+                    return Ok(EXIT_INTERRUPTED);
+                }
+                interrupted = true;
+                let _ = stop.send(true);
+            }
+            done = forwards.join_next() => match done {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    console.line(&format!("rssm: {}", crate::one_line(&e)));
+                    failed = true;
+                    // One forward down ends the command: close the others cleanly.
+                    let _ = stop.send(true);
+                }
+                Some(Err(e)) => {
+                    console.line(&format!("rssm: a forward stopped unexpectedly: {e}"));
+                    failed = true;
+                    let _ = stop.send(true);
+                }
+            }
+        }
+    }
+    drop(status_line);
+    Ok(if failed { EXIT_ERROR } else { 0 })
+}
+
+/// Ctrl-C, and on Unix also SIGTERM and SIGHUP: each means "close everything cleanly".
+struct Signals {
+    #[cfg(unix)]
+    unix: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let kinds = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+            ];
+            let unix = kinds
+                .into_iter()
+                .map(signal)
+                .collect::<std::io::Result<_>>()
+                .context("cannot install signal handlers")?;
+            Ok(Signals { unix })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            let any = self.unix.iter_mut().map(|s| Box::pin(s.recv()));
+            futures_util::future::select_all(any).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! One forward from start to end: start its session for a listener that is already bound, wait
+//! for the handshake, pick multiplexed or basic mode from the agent's version (§9.4), serve, and
+//! close the session cleanly. The drop-in plugin enters halfway, with a session the AWS CLI
+//! started ([`forward_connected`]).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use rssm_protocol::handshake::{agent_disables_smux_keepalive, agent_supports_mux};
+use rssm_protocol::payload::Flag;
+use rssm_protocol::{SessionType, SessionTypeInfo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::spec::ForwardSpec;
+use super::status::{Console, Counters};
+use super::{basic, mux};
+use crate::aws::Aws;
+use crate::cli::SessionArgs;
+use crate::commands::{connect, Connected};
+use crate::driver::{End, Input, Output, Outputs};
+
+/// Largest Output payload we send: the size the agent reads and expects (§12).
+pub const CHUNK: usize = 1024;
+/// How long the agent may take to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping forward waits for the session to wind down.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the TerminateSession call may take.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a forward's serving loop returned.
+#[derive(Debug)]
+pub enum Stop {
+    /// The user asked to stop (Ctrl-C).
+    Shutdown,
+    /// The session ended on its own.
+    Ended(End),
+    /// The forward broke (e.g. a corrupt smux stream).
+    Failed(String),
+}
+
+/// Who is speaking to the user.
+#[derive(Debug)]
+pub enum Voice {
+    /// `rssm forward`: one-line messages on stderr.
+    Rssm,
+    /// The drop-in plugin: the official plugin's stdout messages (§9.4.2–3), which scripts parse.
+    Plugin {
+        /// For the messages.
+        session_id: String,
+    },
+}
+
+/// What a serving loop shares with the rest of the command.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Where messages go.
+    pub console: Console,
+    /// Traffic counters for the status line.
+    pub counters: Arc<Counters>,
+    /// `HOST:RPORT`, for messages.
+    pub remote: String,
+    /// Message style.
+    pub voice: Voice,
+    /// A connection was accepted before.
+    accepted_before: AtomicBool,
+}
+
+impl Ctx {
+    /// A context for one forward.
+    pub fn new(console: Console, counters: Arc<Counters>, remote: String, voice: Voice) -> Ctx {
+        Ctx {
+            console,
+            counters,
+            remote,
+            voice,
+            accepted_before: AtomicBool::new(false),
+        }
+    }
+
+    /// A local connection was accepted (the plugin announces it, §9.4.2–3).
+    pub fn on_accept(&self, basic: bool) {
+        let first = !self.accepted_before.swap(true, Ordering::Relaxed);
+        if let Voice::Plugin { session_id } = &self.voice {
+            if basic {
+                print_stdout(&format!("Connection accepted for session {session_id}.\n"));
+            } else if first {
+                print_stdout(&format!(
+                    "\nConnection accepted for session [{session_id}]\n"
+                ));
+            }
+        }
+    }
+
+    /// The agent could not connect to the destination for a connection.
+    pub fn on_refused(&self) {
+        match &self.voice {
+            Voice::Rssm => self.console.line(&format!(
+                "rssm: connection to {} refused on the target",
+                self.remote
+            )),
+            Voice::Plugin { .. } => {
+                print_stdout("\nConnection to destination port failed, check SSM Agent logs.\n")
+            }
+        }
+    }
+}
+
+/// A source of the driver's reports: the driver's [`Outputs`], or a plain channel in tests.
+pub trait Reports: Send {
+    /// The next report; `None` once the driver is gone.
+    fn recv(&mut self) -> impl Future<Output = Option<Output>> + Send;
+}
+
+impl Reports for Outputs {
+    fn recv(&mut self) -> impl Future<Output = Option<Output>> + Send {
+        Outputs::recv(self)
+    }
+}
+
+impl Reports for mpsc::Receiver<Output> {
+    fn recv(&mut self) -> impl Future<Output = Option<Output>> + Send {
+        mpsc::Receiver::recv(self)
+    }
+}
+
+/// The running session as a serving loop uses it, plus the stop signal.
+pub struct Link<'a, R: Reports> {
+    /// Requests to the session driver.
+    pub input: &'a mpsc::Sender<Input>,
+    /// Reports from the session driver.
+    pub output: &'a mut R,
+    /// Becomes `true` when the user stops the command.
+    pub shutdown: &'a mut watch::Receiver<bool>,
+}
+
+/// Everything one forward needs.
+pub struct Tunnel {
+    /// API client.
+    pub aws: Aws,
+    /// Instance or managed-node id.
+    pub target: String,
+    /// `--document`, `--parameters`, `--reason`.
+    pub session: SessionArgs,
+    /// What to forward.
+    pub spec: ForwardSpec,
+    /// Already bound, so a busy port fails before any session starts.
+    pub listener: TcpListener,
+}
+
+/// How the agent forwards (§9.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// smux: any number of connections share the session.
+    Mux { keep_alive: bool },
+    /// Old agents: one connection at a time.
+    Basic { agent_version: String },
+}
+
+/// Runs one forward of `rssm forward`. `Ok` when it stopped because the user asked; otherwise
+/// the error says why the session ended or failed.
+pub async fn run(
+    tunnel: Tunnel,
+    console: Console,
+    counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let Tunnel {
+        aws,
+        target,
+        session,
+        spec,
+        listener,
+    } = tunnel;
+    let local = listener.local_addr()?;
+    let params = spec.parameters(local.port());
+    let mut conn = connect(&aws, &target, Some(spec.document()), params, &session).await?;
+    let id = conn.started.session_id.clone();
+    let ctx = Ctx::new(console, counters, spec.remote().to_string(), Voice::Rssm);
+    let announce = |mode: &Mode| {
+        let mut line = format!("Forwarding {local} -> {} via {target} ({id})", ctx.remote);
+        if let Mode::Basic { agent_version } = mode {
+            line.push_str(&format!(
+                "; one connection at a time: agent {agent_version} predates multiplexing"
+            ));
+        }
+        // With LPORT 0 the user cannot do without the chosen port, even with --quiet.
+        if spec.local_port == 0 {
+            ctx.console.line(&line);
+        } else {
+            ctx.console.info(&line);
+        }
+    };
+    let stop = forward_connected(&mut conn, listener, &ctx, &mut shutdown, announce).await;
+    tracing::debug!(session = %id, ?stop, "forward stopping");
+    let result = match stop {
+        Stop::Shutdown => {
+            finish(&mut conn).await;
+            Ok(())
+        }
+        Stop::Ended(End::Closed { reason }) if reason.is_empty() => {
+            Err(anyhow!("session {id} was closed by the service"))
+        }
+        Stop::Ended(End::Closed { reason }) => {
+            Err(anyhow!("session {id} was closed by the service: {reason}"))
+        }
+        Stop::Ended(End::Failed(reason)) => Err(anyhow!("session {id} failed: {reason}")),
+        Stop::Ended(End::Finished) => Err(anyhow!("session {id} ended")),
+        Stop::Failed(why) => {
+            finish(&mut conn).await;
+            Err(anyhow!("session {id}: {why}"))
+        }
+    };
+    terminate(&conn).await;
+    result
+}
+
+/// Serves `listener` over a connected session: handshake, mode, `announce`, serve.
+pub async fn forward_connected(
+    conn: &mut Connected,
+    listener: TcpListener,
+    ctx: &Ctx,
+    shutdown: &mut watch::Receiver<bool>,
+    announce: impl FnOnce(&Mode),
+) -> Stop {
+    // Agent data waits, unacknowledged, until a local connection can take it (§9.4, §14.15).
+    let _ = conn.handle.input.send(Input::Ready(false)).await;
+    let info = match handshake(conn, shutdown, &ctx.console).await {
+        Ok(info) => info,
+        Err(stop) => return stop,
+    };
+    let mode = match mode(info.as_ref()) {
+        Ok(mode) => mode,
+        Err(why) => return Stop::Failed(why),
+    };
+    announce(&mode);
+    let link = Link {
+        input: &conn.handle.input,
+        output: &mut conn.handle.output,
+        shutdown,
+    };
+    match mode {
+        Mode::Mux { keep_alive } => {
+            let _ = link.input.send(Input::Ready(true)).await;
+            mux::serve(listener, link, ctx, keep_alive).await
+        }
+        Mode::Basic { .. } => basic::serve(listener, link, ctx).await,
+    }
+}
+
+/// Waits for the handshake; returns the session type the agent announced.
+async fn handshake(
+    conn: &mut Connected,
+    shutdown: &mut watch::Receiver<bool>,
+    console: &Console,
+) -> Result<Option<SessionTypeInfo>, Stop> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut info = None;
+    loop {
+        if *shutdown.borrow() {
+            return Err(Stop::Shutdown);
+        }
+        tokio::select! {
+            out = conn.handle.output.recv() => match out {
+                Some(Output::SessionType(t)) => info = Some(t),
+                Some(Output::HandshakeComplete { customer_message }) => {
+                    if !customer_message.is_empty() {
+                        console.info(&customer_message);
+                    }
+                    return Ok(info);
+                }
+                Some(Output::Ended(end)) => return Err(Stop::Ended(end)),
+                Some(other) => tracing::debug!("before the handshake completed: {other:?}"),
+                None => return Err(Stop::Ended(End::Failed("the session driver stopped".into()))),
+            },
+            _ = shutdown.changed() => return Err(Stop::Shutdown),
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Stop::Failed(format!(
+                    "the agent did not complete the handshake within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+}
+
+/// Multiplexed or basic, as the official client decides (§9.4 table, §9.4.3 keep-alive).
+fn mode(info: Option<&SessionTypeInfo>) -> Result<Mode, String> {
+    let info = info.ok_or("the agent did not announce a session type")?;
+    if info.session_type != SessionType::Port {
+        return Err(format!(
+            "the document started a {} session, not port forwarding",
+            info.session_type.as_str()
+        ));
+    }
+    if info.property("type") != Some("LocalPortForwarding") {
+        return Err(
+            "the document's port session is not of type LocalPortForwarding \
+                    (for SSH-style sessions use `rssm proxy`)"
+                .into(),
+        );
+    }
+    Ok(match info.agent_version.as_deref() {
+        Some(v) if !agent_supports_mux(v) => Mode::Basic {
+            agent_version: v.to_owned(),
+        },
+        Some(v) => Mode::Mux {
+            keep_alive: !agent_disables_smux_keepalive(v),
+        },
+        // We report a client version that makes every agent able to multiplex do so.
+        None => Mode::Mux { keep_alive: false },
+    })
+}
+
+/// Ends the session from our side: Flag TerminateSession (§9.4.2–3), then a finish that waits
+/// briefly for acknowledgements. Output is drained meanwhile so the driver never blocks on us.
+pub async fn finish(conn: &mut Connected) {
+    let mut queue = VecDeque::from([Input::Flag(Flag::TerminateSession), Input::Finish]);
+    let deadline = Instant::now() + FINISH_TIMEOUT;
+    loop {
+        tokio::select! {
+            permit = conn.handle.input.reserve(), if !queue.is_empty() => match (permit, queue.pop_front()) {
+                (Ok(permit), Some(input)) => permit.send(input),
+                _ => return,
+            },
+            out = conn.handle.output.recv() => match out {
+                Some(Output::Ended(_)) | None => return,
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// TerminateSession, bounded in time (the session may be gone already).
+pub async fn terminate(conn: &Connected) {
+    if tokio::time::timeout(TERMINATE_TIMEOUT, conn.terminate())
+        .await
+        .is_err()
+    {
+        tracing::debug!(session = %conn.started.session_id, "TerminateSession timed out");
+    }
+}
+
+/// `HOST:PORT` of a port session's destination, from the document properties (§9.4).
+pub fn remote_of(info: &SessionTypeInfo) -> String {
+    let host = info.property("host").unwrap_or("localhost");
+    let port = info.property("portNumber").unwrap_or("?");
+    let addr: SocketAddr = match format!("{host}:{port}").parse() {
+        Ok(a) => a,
+        Err(_) if host.contains(':') => return format!("[{host}]:{port}"),
+        Err(_) => return format!("{host}:{port}"),
+    };
+    addr.to_string()
+}
+
+/// Writes the plugin's messages to stdout, where the official plugin prints them.
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn port(version: Option<&str>, kind: Option<&str>) -> SessionTypeInfo {
+        SessionTypeInfo {
+            session_type: SessionType::Port,
+            properties: match kind {
+                Some(k) => json!({"portNumber": "80", "type": k}),
+                None => json!({"portNumber": "80"}),
+            },
+            agent_version: version.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn mode_follows_the_official_version_gates() {
+        let lpf = Some("LocalPortForwarding");
+        assert_eq!(
+            mode(Some(&port(Some("3.3.1802.0"), lpf))),
+            Ok(Mode::Mux { keep_alive: false })
+        );
+        assert_eq!(
+            mode(Some(&port(Some("3.1.1511.0"), lpf))),
+            Ok(Mode::Mux { keep_alive: true })
+        );
+        assert_eq!(
+            mode(Some(&port(Some("3.0.196.0"), lpf))),
+            Ok(Mode::Basic {
+                agent_version: "3.0.196.0".into()
+            })
+        );
+        assert!(mode(Some(&port(Some("3.3.1802.0"), None))).is_err());
+        assert!(mode(None).is_err());
+    }
+
+    #[test]
+    fn remote_is_host_and_port_with_ipv6_bracketed() {
+        let mut info = port(None, None);
+        assert_eq!(remote_of(&info), "localhost:80");
+        info.properties = json!({"portNumber": "5432", "host": "fd00::5"});
+        assert_eq!(remote_of(&info), "[fd00::5]:5432");
+        info.properties = json!({"portNumber": "5432", "host": "db.internal"});
+        assert_eq!(remote_of(&info), "db.internal:5432");
+    }
+}

@@ -1,0 +1,161 @@
+//! Drop-in `session-manager-plugin`: when rssm runs under that name (a link made by
+//! `rssm install-plugin`) or as `rssm plugin ARGS…`, it takes the AWS CLI's arguments
+//! (PROTOCOL.md §11), opens the session the CLI started, and picks shell, port-forwarding or
+//! stdio mode from the agent's handshake exactly as the official plugin does (§9.4).
+//!
+//! Where the official plugin is known to hurt, rssm differs: the remote command's exit code is
+//! propagated, a failed first connect ends with an error instead of hanging, duplicates are
+//! re-acknowledged, and the terminal is always restored.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use rssm_protocol::{SessionType, SessionTypeInfo};
+
+use crate::aws::{Aws, AwsOptions, StartedSession};
+use crate::driver::{End, Output};
+use crate::plugin_args::{self, PluginCall, PluginStart};
+
+use super::{open_channel, Connected, EXIT_ERROR};
+
+/// What the official plugin prints when run without arguments; the CLI's install check and
+/// install guides look for it.
+const INSTALLED: &str =
+    "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n";
+
+/// Runs the plugin contract on `args` (argv without argv[0]) and returns the exit status.
+pub async fn run(args: &[String], quiet: bool) -> Result<u8> {
+    let call = plugin_args::parse(args, |name| {
+        let value = std::env::var(name).ok();
+        // The response holds the session token: do not leave it for child processes.
+        std::env::remove_var(name);
+        value
+    })?;
+    match call {
+        PluginCall::InstallCheck => {
+            print!("{INSTALLED}");
+            Ok(0)
+        }
+        PluginCall::Version => {
+            // The AWS CLI passes the response by env var only to plugins newer than 1.2.497.0,
+            // so report the protocol generation we speak (§11.2).
+            println!("{}", rssm_protocol::CLIENT_VERSION);
+            Ok(0)
+        }
+        PluginCall::UnknownOperation(op) => {
+            print!("\nUnknown operation {op}. \nUse session-manager-plugin --version to check the version.\n\n");
+            Ok(2)
+        }
+        PluginCall::Start(start) => run_session(start, quiet).await,
+    }
+}
+
+async fn run_session(start: PluginStart, quiet: bool) -> Result<u8> {
+    let aws = Aws::load(&AwsOptions {
+        profile: start.profile.clone(),
+        region: start.region.clone(),
+        endpoint_url: start.endpoint_url.clone(),
+    })
+    .await?;
+    let started = StartedSession {
+        session_id: start.session_id.clone(),
+        token: start.token.clone(),
+        stream_url: start.stream_url.clone(),
+    };
+    let target = start.target.clone().unwrap_or_default();
+    let handle = match open_channel(&aws, &target, &started).await {
+        Ok(h) => h,
+        Err(e) => {
+            // The official plugin hangs here; we end the session and say why.
+            aws.terminate_session(&started.session_id).await;
+            return Err(e);
+        }
+    };
+    let mut conn = Connected {
+        aws,
+        started,
+        handle,
+    };
+    let mode = learn_mode(&mut conn).await?;
+    let id = conn.started.session_id.clone();
+    match mode {
+        Mode::Shell => {
+            print_stdout(&format!("\nStarting session with SessionId: {id}\n"));
+            super::shell::run_connected(conn, quiet).await
+        }
+        Mode::Stdio => {
+            // stdout carries the SSH stream: our line goes to stderr (the plugin's goes to stdout).
+            if !quiet {
+                eprintln!("\nStarting session with SessionId: {id}");
+            }
+            super::proxy::run_connected(conn).await
+        }
+        Mode::PortForward(info) => {
+            print_stdout(&format!("\nStarting session with SessionId: {id}\n"));
+            let local_port = info
+                .property("localPortNumber")
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<u16>())
+                .transpose()
+                .context("localPortNumber is not a port number")?
+                .unwrap_or(0);
+            super::forward::run_plugin(conn, info, local_port, quiet).await
+        }
+        Mode::Ended(End::Closed { reason }) => {
+            let reason = if reason.is_empty() {
+                "closed".into()
+            } else {
+                reason
+            };
+            eprintln!("rssm: session {id} ended before it started: {reason}");
+            Ok(EXIT_ERROR)
+        }
+        Mode::Ended(End::Failed(reason)) => {
+            conn.terminate().await;
+            anyhow::bail!("{reason}")
+        }
+        Mode::Ended(End::Finished) => Ok(0),
+    }
+}
+
+/// How the session will be run.
+enum Mode {
+    Shell,
+    Stdio,
+    PortForward(SessionTypeInfo),
+    Ended(End),
+}
+
+/// Reads the first reports until the session type is known (from the handshake, or a shell's
+/// first output), then puts them back for the command that runs the session.
+async fn learn_mode(conn: &mut Connected) -> Result<Mode> {
+    let mut seen = Vec::new();
+    let mode = loop {
+        let Some(out) = conn.handle.output.recv().await else {
+            break Mode::Ended(End::Failed("the session driver stopped".into()));
+        };
+        match &out {
+            Output::SessionType(info) => {
+                let mode = match info.session_type {
+                    SessionType::Port => match info.property("type") {
+                        Some("LocalPortForwarding") => Mode::PortForward(info.clone()),
+                        _ => Mode::Stdio,
+                    },
+                    _ => Mode::Shell,
+                };
+                seen.push(out);
+                break mode;
+            }
+            Output::Ended(end) => break Mode::Ended(end.clone()),
+            _ => seen.push(out),
+        }
+    };
+    conn.handle.output.unread(seen);
+    Ok(mode)
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}

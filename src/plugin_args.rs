@@ -1,0 +1,211 @@
+//! The `session-manager-plugin` command-line contract (PROTOCOL.md §11): what the AWS CLI passes
+//! when it runs the plugin, parsed into what rssm needs.
+
+use anyhow::{bail, Context, Result};
+
+/// The env var the AWS CLI uses for the StartSession response (newer CLIs pass its *name*).
+pub const RESPONSE_ENV_PREFIX: &str = "AWS_SSM_START_SESSION_RESPONSE";
+
+/// What the plugin was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PluginCall {
+    /// No arguments: the CLI's (and users') installation check.
+    InstallCheck,
+    /// `--version`.
+    Version,
+    /// Two or three arguments that are not `--version`.
+    UnknownOperation(String),
+    /// Start a session from a StartSession (or ECS ExecuteCommand) response.
+    Start(PluginStart),
+}
+
+/// A session handed over by the AWS CLI.
+#[derive(PartialEq, Eq)]
+pub struct PluginStart {
+    /// Session id.
+    pub session_id: String,
+    /// Secret token for OpenDataChannel.
+    pub token: String,
+    /// Data-channel websocket URL.
+    pub stream_url: String,
+    /// Region of the API calls.
+    pub region: Option<String>,
+    /// Profile, empty = default chain.
+    pub profile: Option<String>,
+    /// `Target` from the request JSON (KMS encryption context, messages).
+    pub target: Option<String>,
+    /// Endpoint of the SSM (or, for ECS, the ECS) client that started the session.
+    pub endpoint_url: Option<String>,
+}
+
+impl std::fmt::Debug for PluginStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginStart")
+            .field("session_id", &self.session_id)
+            .field("token", &"<redacted>")
+            .field("stream_url", &self.stream_url)
+            .field("region", &self.region)
+            .field("profile", &self.profile)
+            .field("target", &self.target)
+            .field("endpoint_url", &self.endpoint_url)
+            .finish()
+    }
+}
+
+/// Parses the plugin's arguments (without argv[0]). `env` reads (and the caller then removes)
+/// the response variable.
+pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<PluginCall> {
+    match args {
+        [] => return Ok(PluginCall::InstallCheck),
+        [v] if v == "--version" => return Ok(PluginCall::Version),
+        [first] | [first, _] => return Ok(PluginCall::UnknownOperation(first.clone())),
+        _ => {}
+    }
+    let response_arg = &args[0];
+    let response = if response_arg.starts_with(RESPONSE_ENV_PREFIX) {
+        env(response_arg).with_context(|| {
+            format!("the StartSession response variable {response_arg} is not set")
+        })?
+    } else {
+        response_arg.clone()
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&response).context("the StartSession response is not valid JSON")?;
+    let field = |name: &str| -> Result<String> {
+        // SSM sends SessionId/TokenValue/StreamUrl, ECS sessionId/tokenValue/streamUrl: match
+        // keys case-insensitively, as Go's encoding/json does.
+        value
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .and_then(|(_, v)| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .with_context(|| format!("the StartSession response has no {name}"))
+    };
+    let (session_id, token, stream_url) = (
+        field("SessionId")?,
+        field("TokenValue")?,
+        field("StreamUrl")?,
+    );
+    let operation = args.get(2).map(String::as_str).unwrap_or("");
+    if operation != "StartSession" {
+        bail!("Invalid Operation {operation:?}: only StartSession is supported");
+    }
+    let non_empty = |i: usize| args.get(i).filter(|s| !s.is_empty()).cloned();
+    let target = match args.get(4) {
+        Some(json) if !json.is_empty() => {
+            let req: serde_json::Value =
+                serde_json::from_str(json).context("the StartSession request is not valid JSON")?;
+            req.as_object()
+                .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("Target")))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_owned)
+        }
+        _ => None,
+    };
+    Ok(PluginCall::Start(PluginStart {
+        session_id,
+        token,
+        stream_url,
+        region: non_empty(1),
+        profile: non_empty(3),
+        target,
+        endpoint_url: non_empty(5),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    const SSM: &str = r#"{"SessionId": "u-1", "TokenValue": "tok", "StreamUrl": "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/u-1?role=publish_subscribe"}"#;
+
+    #[test]
+    fn the_special_forms() {
+        assert_eq!(parse(&[], |_| None).unwrap(), PluginCall::InstallCheck);
+        assert_eq!(
+            parse(&s(&["--version"]), |_| None).unwrap(),
+            PluginCall::Version
+        );
+        assert_eq!(
+            parse(&s(&["foo", "bar"]), |_| None).unwrap(),
+            PluginCall::UnknownOperation("foo".into())
+        );
+    }
+
+    #[test]
+    fn the_modern_cli_passes_an_env_var_name() {
+        let args = s(&[
+            "AWS_SSM_START_SESSION_RESPONSE",
+            "us-east-1",
+            "StartSession",
+            "",
+            r#"{"Target": "i-0123", "DocumentName": "AWS-StartSSHSession"}"#,
+            "https://ssm.us-east-1.amazonaws.com",
+        ]);
+        let PluginCall::Start(p) = parse(&args, |k| {
+            (k == "AWS_SSM_START_SESSION_RESPONSE").then(|| SSM.to_owned())
+        })
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.session_id, "u-1");
+        assert_eq!(p.token, "tok");
+        assert_eq!(p.region.as_deref(), Some("us-east-1"));
+        assert_eq!(p.profile, None);
+        assert_eq!(p.target.as_deref(), Some("i-0123"));
+        assert_eq!(
+            p.endpoint_url.as_deref(),
+            Some("https://ssm.us-east-1.amazonaws.com")
+        );
+        assert!(!format!("{p:?}").contains("tok\""));
+    }
+
+    #[test]
+    fn the_legacy_forms_and_ecs_keys_work() {
+        let ecs = r#"{"sessionId": "ecs-1", "streamUrl": "wss://x/y", "tokenValue": "t"}"#;
+        let PluginCall::Start(p) =
+            parse(&s(&[ecs, "eu-west-1", "StartSession"]), |_| None).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p.session_id.as_str(), p.token.as_str()), ("ecs-1", "t"));
+        assert_eq!(p.target, None);
+        assert_eq!(p.endpoint_url, None);
+        let PluginCall::Start(p) = parse(
+            &s(&[
+                SSM,
+                "us-east-1",
+                "StartSession",
+                "dev",
+                r#"{"Target":"mi-1"}"#,
+            ]),
+            |_| None,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.profile.as_deref(), Some("dev"));
+        assert_eq!(p.target.as_deref(), Some("mi-1"));
+    }
+
+    #[test]
+    fn malformed_input_is_a_clear_error() {
+        let e = parse(&s(&["{not json", "r", "StartSession"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("not valid JSON"));
+        let e = parse(&s(&[r#"{"SessionId":"x"}"#, "r", "StartSession"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("TokenValue"));
+        let e = parse(
+            &s(&["AWS_SSM_START_SESSION_RESPONSE", "r", "StartSession"]),
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not set"));
+        let e = parse(&s(&[SSM, "r", "Resume"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("Invalid Operation"));
+    }
+}

@@ -1,0 +1,785 @@
+//! `rssm forward` end to end: the real binary against an in-process simulator, forwarding to real
+//! TCP servers on 127.0.0.1. Every wait is bounded; everything stays on loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Sim, DEMO};
+use rssm_sim::relay::RelayCommand;
+use rssm_sim::state::SessionStatus;
+use rssm_sim::{FaultConfig, SimConfig};
+use sha2::{Digest, Sha256};
+
+use expectrl::{Regex, WaitStatus};
+
+/// Longest wait for anything that should be quick (a line, a connection, an exit).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `rssm forward DEMO …` with its stderr collected line by line.
+struct Forward {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line seen so far.
+    seen: Vec<String>,
+}
+
+impl Forward {
+    fn start(sim: &Sim, args: &[&str]) -> Forward {
+        let mut cmd = sim.rssm();
+        cmd.arg("forward").arg(DEMO).args(args);
+        Forward::spawn(cmd, Pipe::Stderr)
+    }
+
+    /// Runs `cmd`, collecting the lines of `pipe` (the other output is discarded).
+    fn spawn(mut cmd: std::process::Command, pipe: Pipe) -> Forward {
+        let (stdout, stderr) = match pipe {
+            Pipe::Stderr => (Stdio::null(), Stdio::piped()),
+            Pipe::Stdout => (Stdio::piped(), Stdio::null()),
+        };
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("rssm starts");
+        let output: Box<dyn Read + Send> = match pipe {
+            Pipe::Stderr => Box::new(child.stderr.take().expect("stderr piped")),
+            Pipe::Stdout => Box::new(child.stdout.take().expect("stdout piped")),
+        };
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(output).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Forward {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an output line matching `pred` (looking at lines already seen first).
+    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line {what} within {WAIT:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Collects stderr lines that arrive within `d`.
+    fn drain_lines(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
+    /// The `n`th `Forwarding ADDR -> HOST:PORT via TARGET (SESSION)` line, parsed.
+    fn forwarding(&mut self, n: usize) -> Forwarding {
+        let mut found = Vec::new();
+        while found.len() <= n {
+            let line = self.wait_line("Forwarding …", |l| {
+                l.starts_with("Forwarding ") && !found.contains(&l.to_owned())
+            });
+            found.push(line);
+        }
+        Forwarding::parse(&found[n])
+    }
+
+    fn interrupt(&self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(rc, 0, "SIGINT delivered");
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                self.drain_lines(Duration::from_millis(200));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rssm did not exit within {WAIT:?}; stderr {:?}",
+                self.seen
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_none()
+    }
+
+    /// Peak resident memory of the child so far (VmHWM), in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kib * 1024
+    }
+
+    /// CPU time the child has used so far (user, system), from /proc.
+    fn cpu_time(&self) -> (Duration, Duration) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("/proc/PID/stat");
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let secs = |i: usize| Duration::from_secs_f64(fields[i].parse::<f64>().unwrap() / ticks);
+        (secs(11), secs(12))
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which output of the child a [`Forward`] reads.
+enum Pipe {
+    Stderr,
+    Stdout,
+}
+
+/// A parsed `Forwarding` line.
+#[derive(Debug)]
+struct Forwarding {
+    local: SocketAddr,
+    remote: String,
+    session_id: String,
+}
+
+impl Forwarding {
+    fn parse(line: &str) -> Forwarding {
+        // Forwarding 127.0.0.1:PORT -> HOST:RPORT via TARGET (SESSION)
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            words.len() >= 7 && words[2] == "->" && words[4] == "via",
+            "unexpected line {line:?}"
+        );
+        Forwarding {
+            local: words[1].parse().expect("local address"),
+            remote: words[3].to_owned(),
+            session_id: words[6]
+                .trim_start_matches('(')
+                .trim_end_matches([')', ';'])
+                .to_owned(),
+        }
+    }
+}
+
+/// A TCP server on 127.0.0.1 that writes `banner`, then echoes until the client half-closes.
+fn echo_server(banner: &'static [u8]) -> u16 {
+    serve_echo(
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind"),
+        banner,
+    )
+}
+
+fn serve_echo(listener: TcpListener, banner: &'static [u8]) -> u16 {
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                let Ok(mut reader) = conn.try_clone() else {
+                    return;
+                };
+                if conn.write_all(banner).is_ok() && std::io::copy(&mut reader, &mut conn).is_ok() {
+                    let _ = conn.shutdown(Shutdown::Write);
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A port nobody listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the forward");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.set_write_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+/// Sends `data` (then half-closes) while reading everything that comes back.
+fn round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let stream = connect(addr);
+    let mut writer = stream.try_clone().expect("clone");
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            writer.write_all(data).expect("write through the forward");
+            writer.shutdown(Shutdown::Write).expect("half-close");
+        });
+        let mut got = Vec::new();
+        (&stream)
+            .read_to_end(&mut got)
+            .expect("read through the forward");
+        got
+    })
+}
+
+/// Deterministic test bytes, different per `seed`.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// StartSession through the simulator's API (SigV4-signed, as the AWS CLI would); returns the
+/// response JSON the CLI hands to the plugin.
+fn start_session(sim: &Sim, request: &serde_json::Value) -> String {
+    let addr = sim.sim.addr();
+    let host = addr.to_string();
+    let body = serde_json::to_vec(request).expect("json");
+    let base = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "AmazonSSM.StartSession"),
+    ];
+    let url = format!("http://{host}/");
+    let config = sim.sim.config();
+    let signed = rssm_sim::sigv4::sign_headers(
+        &config.credentials,
+        &config.region,
+        "ssm",
+        rssm_sim::sigv4::ToSign {
+            method: "POST",
+            url: &url,
+            headers: &base,
+            body: &body,
+        },
+        std::time::SystemTime::now(),
+    )
+    .expect("sign");
+    let mut req = String::from("POST / HTTP/1.1\r\n");
+    for (k, v) in base {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    for (k, v) in signed {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut stream = connect(addr);
+    stream.write_all(req.as_bytes()).expect("request");
+    stream.write_all(&body).expect("body");
+    let mut resp = String::new();
+    stream.read_to_string(&mut resp).expect("response");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "StartSession: {resp}");
+    assert!(
+        !head.to_ascii_lowercase().contains("chunked"),
+        "expected a sized body: {head}"
+    );
+    body.to_owned()
+}
+
+fn session_document(sim: &Sim, session_id: &str) -> String {
+    let sessions = sim.sim.state().sessions();
+    let record = sessions.get(session_id).expect("session known to the sim");
+    record.plan.document_name.clone()
+}
+
+#[test]
+fn fifty_concurrent_connections_share_one_session() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    assert_eq!(f.remote, format!("localhost:{echo}"));
+    assert_eq!(
+        session_document(&sim, &f.session_id),
+        "AWS-StartPortForwardingSession"
+    );
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..50u64)
+            .map(|i| {
+                scope.spawn(move || {
+                    let data = pattern(i, 20_000 + 997 * i as usize);
+                    let got = round_trip(f.local, &data);
+                    assert!(
+                        got == data,
+                        "connection {i}: {} of {} bytes",
+                        got.len(),
+                        data.len()
+                    );
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client ok");
+        }
+    });
+    assert_eq!(sim.sim.state().sessions().len(), 1, "one session for all");
+    assert!(fwd.is_running());
+}
+
+/// MiB each way in the bulk test (`RSSM_FORWARD_BULK_MIB` overrides). With the dev profile's
+/// opt-level for sha2/tungstenite/rssm-protocol, 256 MiB takes about 25 s on 2 cores.
+fn bulk_mib() -> usize {
+    std::env::var("RSSM_FORWARD_BULK_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+#[test]
+fn carries_256_mib_each_way_through_one_connection() {
+    let mib = bulk_mib();
+    let total = mib * 1024 * 1024;
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            rate_limit: None,
+            ..FaultConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-q", "-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    let stream = connect(f.local);
+    let mut writer = stream.try_clone().expect("clone");
+    let start = Instant::now();
+    let (sent, (received, received_len)) = thread::scope(|scope| {
+        let sender = scope.spawn(move || {
+            let mut hash = Sha256::new();
+            let block = pattern(42, 1024 * 1024);
+            for i in 0..mib {
+                // Vary each MiB so a misplaced block changes the digest.
+                let mut chunk = block.clone();
+                chunk[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                hash.update(&chunk);
+                writer.write_all(&chunk).expect("upload");
+            }
+            writer.shutdown(Shutdown::Write).expect("half-close");
+            hash.finalize()
+        });
+        let mut hash = Sha256::new();
+        let mut len = 0usize;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match (&stream).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hash.update(&buf[..n]);
+                    len += n;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("download stalled after {len} of {total} bytes: {e}"),
+            }
+        }
+        (sender.join().expect("sender"), (hash.finalize(), len))
+    });
+    let elapsed = start.elapsed();
+    let (user, system) = fwd.cpu_time();
+    let peak = fwd.peak_rss();
+    assert_eq!(received_len, total);
+    assert_eq!(sent, received, "sha256 of what came back");
+    let rate = (total as f64 / (1024.0 * 1024.0)) / elapsed.as_secs_f64();
+    eprintln!(
+        "bulk: {mib} MiB each way in {:.1} s = {rate:.1} MiB/s each way ({:.1} MiB/s total); \
+         rssm CPU user {:.1} s + system {:.1} s ({:.0}% of one core), peak RSS {} MiB",
+        elapsed.as_secs_f64(),
+        2.0 * rate,
+        user.as_secs_f64(),
+        system.as_secs_f64(),
+        100.0 * (user + system).as_secs_f64() / elapsed.as_secs_f64(),
+        peak >> 20,
+    );
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success());
+}
+
+#[test]
+fn a_slow_local_reader_keeps_memory_bounded() {
+    const TOTAL: usize = 64 << 20;
+    let sim = Sim::start();
+    // A server that sends TOTAL bytes as fast as it can, then closes.
+    let source = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = source.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        if let Ok((mut conn, _)) = source.accept() {
+            let block = pattern(9, 1 << 20);
+            for _ in 0..TOTAL >> 20 {
+                if conn.write_all(&block).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{port}")]);
+    let f = fwd.forwarding(0);
+    let before = fwd.peak_rss();
+    let mut stream = connect(f.local);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = stream.read(&mut buf).expect("first bytes");
+    // Read nothing for a while: the session must push back instead of buffering 64 MiB.
+    thread::sleep(Duration::from_secs(3));
+    let stalled = fwd.peak_rss();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} bytes: {e}"),
+        }
+    }
+    assert_eq!(got, TOTAL);
+    let growth = stalled.saturating_sub(before);
+    eprintln!(
+        "slow reader: rssm peak RSS {} MiB before, {} MiB while stalled",
+        before >> 20,
+        stalled >> 20
+    );
+    assert!(
+        growth < 24 << 20,
+        "rssm grew by {} MiB while the reader stalled",
+        growth >> 20
+    );
+}
+
+#[test]
+fn a_remote_host_forward_uses_the_remote_host_document() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:127.0.0.1:{echo}")]);
+    let f = fwd.forwarding(0);
+    assert_eq!(f.remote, format!("127.0.0.1:{echo}"));
+    assert_eq!(
+        session_document(&sim, &f.session_id),
+        "AWS-StartPortForwardingSessionToRemoteHost"
+    );
+    let data = pattern(7, 100_000);
+    assert!(round_trip(f.local, &data) == data);
+}
+
+#[test]
+fn two_forwards_in_one_command_reach_their_own_servers() {
+    let sim = Sim::start();
+    let a = echo_server(b"server A\n");
+    let b = echo_server(b"server B\n");
+    let mut fwd = Forward::start(
+        &sim,
+        &[
+            "-L",
+            &format!("0:localhost:{a}"),
+            "-L",
+            &format!("127.0.0.1:0:127.0.0.1:{b}"),
+        ],
+    );
+    let first = fwd.forwarding(0);
+    let second = fwd.forwarding(1);
+    let (to_a, to_b) = if first.remote.ends_with(&format!(":{a}")) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_ne!(to_a.session_id, to_b.session_id, "one session per -L");
+    assert_eq!(round_trip(to_a.local, b"ping"), b"server A\nping");
+    assert_eq!(round_trip(to_b.local, b"pong"), b"server B\npong");
+}
+
+#[test]
+fn a_refused_remote_port_is_one_line_and_the_forward_keeps_serving() {
+    let sim = Sim::start();
+    let port = free_port();
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{port}")]);
+    let f = fwd.forwarding(0);
+
+    // Nobody listens yet: the connection is closed without data, and one line says why.
+    let mut refused = connect(f.local);
+    let _ = refused.write_all(b"hello?");
+    let mut buf = [0u8; 16];
+    match refused.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("refused connection should close, got {other:?}"),
+    }
+    let line = fwd.wait_line("about the refused connection", |l| l.contains("refused"));
+    assert_eq!(
+        line,
+        format!("rssm: connection to localhost:{port} refused on the target")
+    );
+
+    // Now something listens there: the same forward serves the next connection.
+    serve_echo(
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("rebind the port"),
+        b"",
+    );
+    let data = pattern(3, 50_000);
+    assert!(round_trip(f.local, &data) == data);
+    fwd.drain_lines(Duration::from_millis(300));
+    let refusals = fwd.seen.iter().filter(|l| l.contains("refused")).count();
+    assert_eq!(refusals, 1, "stderr: {:?}", fwd.seen);
+    assert!(fwd.is_running(), "the forward keeps serving");
+}
+
+#[test]
+fn listens_on_loopback_only_by_default() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    assert_eq!(f.local.ip(), Ipv4Addr::LOCALHOST, "bound to 127.0.0.1");
+    assert_eq!(round_trip(f.local, b"x"), b"x");
+    // The same port on one of this machine's other addresses must not answer.
+    let others: Vec<Ipv4Addr> = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3)?.split('/').next()?.parse().ok())
+        .filter(|ip: &Ipv4Addr| !ip.is_loopback())
+        .collect();
+    for ip in others {
+        let addr = SocketAddr::from((ip, f.local.port()));
+        let r = TcpStream::connect_timeout(&addr, Duration::from_secs(3));
+        assert!(r.is_err(), "{addr} must not reach the forward");
+    }
+}
+
+#[test]
+fn ipv6_bind_addresses_work() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("[::1]:0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    assert_eq!(f.local.ip().to_string(), "::1");
+    assert_eq!(round_trip(f.local, b"over v6"), b"over v6");
+}
+
+#[test]
+fn lport_zero_prints_the_chosen_port_even_when_quiet() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["--quiet", "-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    assert_ne!(f.local.port(), 0);
+    assert_eq!(round_trip(f.local, b"port"), b"port");
+}
+
+#[test]
+fn ctrl_c_closes_everything_exits_zero_and_frees_the_port() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    // A connection still open at Ctrl-C is closed too.
+    let mut open = connect(f.local);
+    open.write_all(b"still here").expect("write");
+    let mut buf = [0u8; 10];
+    open.read_exact(&mut buf).expect("echo");
+    fwd.interrupt();
+    let status = fwd.wait_exit();
+    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        matches!(open.read(&mut buf), Ok(0) | Err(_)),
+        "connection closed"
+    );
+    TcpListener::bind(f.local).expect("the port is free again");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = sim.sim.state().sessions()[&f.session_id].status;
+        if !status.is_active() {
+            assert_eq!(status, SessionStatus::Terminated);
+            break;
+        }
+        assert!(Instant::now() < deadline, "session still {status:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_busy_local_port_fails_before_any_session_starts() {
+    let sim = Sim::start();
+    let busy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let mut fwd = Forward::start(&sim, &[&port.to_string()]);
+    let status = fwd.wait_exit();
+    assert_eq!(status.code(), Some(255));
+    let line = fwd.wait_line("about the busy port", |l| l.contains("cannot listen"));
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(sim.sim.state().sessions().is_empty(), "no session started");
+}
+
+#[test]
+fn a_session_closed_by_the_service_is_an_error() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    let relay = sim.sim.state().sessions()[&f.session_id].relay.clone();
+    relay
+        .blocking_send(RelayCommand::Terminate {
+            output: "Session ended by an administrator".into(),
+        })
+        .expect("relay alive");
+    let status = fwd.wait_exit();
+    assert_eq!(status.code(), Some(255), "stderr {:?}", fwd.seen);
+    let line = fwd.wait_line("about the closed session", |l| {
+        l.contains("closed by the service")
+    });
+    assert!(line.contains("Session ended by an administrator"), "{line}");
+}
+
+#[test]
+fn a_terminal_gets_a_live_status_line_and_ctrl_c_works_there() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut cmd = sim.rssm();
+    cmd.args(["forward", DEMO, "-L", &format!("0:localhost:{echo}")]);
+    let mut term = expectrl::Session::spawn(cmd).expect("spawn on a PTY");
+    let mut seen = String::new();
+    let mut expect = |term: &mut expectrl::Session, re: &str| -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // expectrl's own `expect` spins; poll gently so rssm and the simulator get the CPU.
+            match term.check(Regex(re)) {
+                Ok(found) if !found.is_empty() => {
+                    let text = String::from_utf8_lossy(found.as_bytes()).into_owned();
+                    seen.push_str(&text);
+                    return text;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("waiting for {re:?}: {e}; output {seen:?}"),
+            }
+            assert!(Instant::now() < deadline, "no {re:?}; output {seen:?}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let line = expect(&mut term, r"Forwarding 127\.0\.0\.1:\d+ ");
+    let port: u16 = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("port in the Forwarding line");
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    assert_eq!(round_trip(addr, b"hello"), b"hello");
+    // Redrawn in place: clear-line, then the counters.
+    expect(
+        &mut term,
+        r"\r\x1b\[2K0 open / 1 total \| up 5 B [^|]*\| down 5 B",
+    );
+    term.send([3u8]).expect("Ctrl-C on the PTY");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match term.get_process().status() {
+            Ok(WaitStatus::Exited(_, code)) => {
+                assert_eq!(code, 0, "output {seen:?}");
+                break;
+            }
+            Ok(WaitStatus::StillAlive) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "still running; output {seen:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_drop_in_plugin_forwards_and_speaks_like_the_official_one() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let request = serde_json::json!({
+        "Target": DEMO,
+        "DocumentName": "AWS-StartPortForwardingSession",
+        "Parameters": {"portNumber": [echo.to_string()], "localPortNumber": ["0"]},
+    });
+    let response = start_session(&sim, &request);
+    let id = serde_json::from_str::<serde_json::Value>(&response).expect("json")["SessionId"]
+        .as_str()
+        .expect("SessionId")
+        .to_owned();
+    let mut cmd = sim.rssm();
+    cmd.args(["plugin", &response, "us-east-1", "StartSession", ""])
+        .arg(request.to_string())
+        .arg(sim.sim.endpoint());
+    let mut plugin = Forward::spawn(cmd, Pipe::Stdout);
+    plugin.wait_line("Starting session", |l| {
+        l == format!("Starting session with SessionId: {id}")
+    });
+    let opened = plugin.wait_line("Port … opened", |l| l.starts_with("Port "));
+    let port: u16 = opened
+        .strip_prefix("Port ")
+        .and_then(|l| l.strip_suffix(&format!(" opened for sessionId {id}.")))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {opened:?}"));
+    plugin.wait_line("Waiting for connections", |l| {
+        l == "Waiting for connections..."
+    });
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    assert_eq!(round_trip(addr, b"plugin"), b"plugin");
+    assert_eq!(round_trip(addr, b"again"), b"again");
+    plugin.wait_line("Connection accepted", |l| {
+        l == format!("Connection accepted for session [{id}]")
+    });
+    plugin.interrupt();
+    assert!(plugin.wait_exit().success());
+    plugin.wait_line("Terminate signal", |l| {
+        l == "Terminate signal received, exiting."
+    });
+    plugin.wait_line("Exiting session", |l| {
+        l == format!("Exiting session with sessionId: {id}.")
+    });
+    let accepted = plugin
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("Connection accepted"))
+        .count();
+    assert_eq!(accepted, 1, "announced for the first connection only");
+}
