@@ -26,7 +26,9 @@ impl Side {
     /// session's frames onto the link.
     fn pump_out(&mut self, link: &mut Link, now: Instant) {
         while self.session.can_send() && self.session.unacked() < 256 {
-            let Some(chunk) = self.smux.poll_output(CHUNK) else { break };
+            let Some(chunk) = self.smux.poll_output(CHUNK) else {
+                break;
+            };
             self.session.send(PayloadType::Output, chunk).unwrap();
         }
         while let Some(f) = self.session.poll_transmit(now) {
@@ -164,9 +166,15 @@ fn run(seed: u64, sizes: &[usize], imp: Impairments) {
         }
         let busy = client.session.has_transmit()
             || server.session.has_transmit()
-            || (client.smux.pending_output() > 0 && client.session.can_send() && client.session.unacked() < 256)
-            || (server.smux.pending_output() > 0 && server.session.can_send() && server.session.unacked() < 256)
-            || uploads.values().any(|u| !u.fin_sent && client.smux.pending_output() <= 64 * 1024)
+            || (client.smux.pending_output() > 0
+                && client.session.can_send()
+                && client.session.unacked() < 256)
+            || (server.smux.pending_output() > 0
+                && server.session.can_send()
+                && server.session.unacked() < 256)
+            || uploads
+                .values()
+                .any(|u| !u.fin_sent && client.smux.pending_output() <= 64 * 1024)
             || c2a.next_delivery().is_some_and(|t| t <= now)
             || a2c.next_delivery().is_some_and(|t| t <= now);
         if busy {
@@ -183,7 +191,10 @@ fn run(seed: u64, sizes: &[usize], imp: Impairments) {
         .min()
         .expect("stalled with streams incomplete");
         now = next.max(now);
-        assert!(now - start < Duration::from_secs(3600), "no progress within an hour of virtual time");
+        assert!(
+            now - start < Duration::from_secs(3600),
+            "no progress within an hour of virtual time"
+        );
     }
     panic!("iteration bound reached");
 }
