@@ -144,6 +144,21 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// `ssm:ResumeSession`: a fresh token for the same stream (PROTOCOL.md §5.6); `None` when
+    /// the service has none to give (the session timed out).
+    pub async fn resume_session(&self, session_id: &str) -> Result<Option<String>> {
+        let out = self
+            .ssm
+            .resume_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ResumeSession", session_id, e))?;
+        Ok(out.token_value.filter(|t| !t.is_empty()))
+    }
+}
+
 /// One line for an SDK error, with advice for the common cases.
 fn sdk_error<E, R>(op: &str, subject: &str, e: SdkError<E, R>) -> anyhow::Error
 where

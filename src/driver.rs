@@ -19,7 +19,14 @@ use crate::transport::{self, ChannelAuth, Ws};
 /// per-session rate at any realistic RTT while bounding memory.
 const SEND_WINDOW: usize = 1024;
 /// Websocket keep-alive ping interval (the plugin pings every 5 minutes; the agent every 54 s).
-const PING_INTERVAL: Duration = Duration::from_secs(60);
+/// Frequent enough that a silently dead path is noticed within [`DEAD_PEER_TIMEOUT`].
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// No frame at all (not even a pong) for this long means the path is dead: reconnect.
+const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reconnect attempts after the websocket drops, with exponential backoff (100–200 ms doubling,
+/// capped at 5 s, like the official plugin's retryer, §5.6) — about half a minute in all.
+const RECONNECT_ATTEMPTS: u32 = 8;
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 /// How long [`Input::Finish`] waits for outstanding acknowledgements.
 const FINISH_GRACE: Duration = Duration::from_secs(2);
 
@@ -102,7 +109,11 @@ impl Outputs {
 
 /// Opens the data channel and starts driving `config` on it. Fails only if the websocket cannot
 /// be opened; later failures arrive as [`End::Failed`].
-pub async fn start(auth: ChannelAuth, config: SessionConfig) -> Result<DriverHandle> {
+pub async fn start(
+    auth: ChannelAuth,
+    config: SessionConfig,
+    resume: Option<Resume>,
+) -> Result<DriverHandle> {
     let ws = transport::open(&auth).await?;
     let now = Instant::now().into_std();
     let unix_ms = std::time::SystemTime::now()
@@ -120,9 +131,12 @@ pub async fn start(auth: ChannelAuth, config: SessionConfig) -> Result<DriverHan
         let mut d = Driver {
             session,
             ws,
+            auth,
+            resume,
             input: in_rx,
             output: out_tx,
             finishing: None,
+            last_rx: Instant::now(),
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -140,9 +154,24 @@ pub async fn start(auth: ChannelAuth, config: SessionConfig) -> Result<DriverHan
 
 use rand_core::RngCore;
 
+/// How to get a fresh token when the websocket drops: SSM ResumeSession for this session.
+pub struct Resume {
+    /// The API client.
+    pub aws: crate::aws::Aws,
+    /// The session to resume.
+    pub session_id: String,
+}
+
+/// Why the websocket stopped working (as opposed to the session ending).
+struct Broken(String);
+
 struct Driver {
     session: Session,
     ws: Ws,
+    auth: ChannelAuth,
+    resume: Option<Resume>,
+    /// When the last frame of any kind arrived (dead-peer detection).
+    last_rx: Instant,
     input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Output>,
     /// Deadline of a requested [`Input::Finish`].
@@ -150,19 +179,36 @@ struct Driver {
 }
 
 impl Driver {
+    /// Runs until the session ends; a broken websocket is resumed when possible (§5.6).
     async fn run(&mut self) -> End {
+        loop {
+            let Broken(why) = match self.run_connected().await {
+                Ok(end) => return end,
+                Err(broken) => broken,
+            };
+            if self.finishing.is_some() {
+                return End::Finished;
+            }
+            if let Err(e) = self.reconnect(&why).await {
+                return End::Failed(e);
+            }
+        }
+    }
+
+    /// Drives the session on the current websocket.
+    async fn run_connected(&mut self) -> Result<End, Broken> {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
         let mut input_open = true;
         loop {
             if let Err(e) = self.flush().await {
-                return End::Failed(format!("the data channel failed while sending: {e}"));
+                return Err(Broken(format!("sending failed: {e}")));
             }
             if let Some(end) = self.forward_events().await {
-                return end;
+                return Ok(end);
             }
             if let Some(deadline) = self.finishing {
                 if self.session.unacked() == 0 || Instant::now() >= deadline {
-                    return End::Finished;
+                    return Ok(End::Finished);
                 }
             }
             let accept_input = input_open
@@ -178,17 +224,20 @@ impl Driver {
                 .min();
             tokio::select! {
                 biased;
-                frame = self.ws.next() => match frame {
-                    Some(Ok(Message::Binary(b))) => self.on_frame(b),
-                    Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec())),
-                    Some(Ok(Message::Close(c))) => {
-                        let why = c.map(|c| format!(" ({} {})", c.code, c.reason)).unwrap_or_default();
-                        return End::Failed(format!("the data channel was closed by the service{why}"));
+                frame = self.ws.next() => {
+                    self.last_rx = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Binary(b))) => self.on_frame(b),
+                        Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec())),
+                        Some(Ok(Message::Close(c))) => {
+                            let why = c.map(|c| format!(" ({} {})", c.code, c.reason)).unwrap_or_default();
+                            return Err(Broken(format!("the service closed the data channel{why}")));
+                        }
+                        Some(Ok(_)) => {} // ping/pong: tungstenite answers pings on the next flush
+                        Some(Err(e)) => return Err(Broken(e.to_string())),
+                        None => return Err(Broken("the data channel closed".into())),
                     }
-                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings on the next flush
-                    Some(Err(e)) => return End::Failed(format!("the data channel failed: {e}")),
-                    None => return End::Failed("the data channel closed unexpectedly".into()),
-                },
+                }
                 cmd = self.input.recv(), if accept_input => match cmd {
                     Some(cmd) => self.on_input(cmd),
                     None => {
@@ -198,12 +247,62 @@ impl Driver {
                 },
                 _ = sleep_until_opt(timer) => self.session.handle_timeout(Instant::now().into_std()),
                 _ = ping.tick() => {
+                    if self.last_rx.elapsed() > DEAD_PEER_TIMEOUT {
+                        return Err(Broken(format!(
+                            "no response from the service for {} s",
+                            DEAD_PEER_TIMEOUT.as_secs()
+                        )));
+                    }
                     if let Err(e) = self.ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await {
-                        return End::Failed(format!("the data channel failed: {e}"));
+                        return Err(Broken(e.to_string()));
                     }
                 }
             }
         }
+    }
+
+    /// ResumeSession for a fresh token, then the same StreamUrl again; sequence numbers and
+    /// unacknowledged messages survive and retransmission fills the gap (§5.6, §14.19).
+    async fn reconnect(&mut self, why: &str) -> Result<(), String> {
+        let Some(resume) = &self.resume else {
+            return Err(format!("the data channel failed: {why}"));
+        };
+        let started = Instant::now();
+        crate::notice(&format!("connection lost ({why}); reconnecting…"));
+        let _ = self.ws.close(None).await;
+        let mut delay = Duration::from_millis(100 + u64::from(rand_core::OsRng.next_u32() % 100));
+        let mut last = String::new();
+        for attempt in 1..=RECONNECT_ATTEMPTS {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+            match resume.aws.resume_session(&resume.session_id).await {
+                Ok(Some(token)) => {
+                    self.auth.token = token;
+                    match transport::open(&self.auth).await {
+                        Ok(ws) => {
+                            self.ws = ws;
+                            self.last_rx = Instant::now();
+                            self.session.on_reconnect(Instant::now().into_std());
+                            crate::notice(&format!(
+                                "resumed after {:.1} s",
+                                started.elapsed().as_secs_f64()
+                            ));
+                            return Ok(());
+                        }
+                        Err(e) => last = format!("{e:#}"),
+                    }
+                }
+                Ok(None) => return Err("the session timed out and cannot be resumed".into()),
+                Err(e) if is_permanent(&e) => {
+                    return Err(format!("the session cannot be resumed: {e:#}"))
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            tracing::debug!(attempt, "reconnect failed: {last}");
+        }
+        Err(format!(
+            "lost the data channel ({why}) and could not reconnect: {last}"
+        ))
     }
 
     fn on_frame(&mut self, frame: Bytes) {
@@ -286,4 +385,17 @@ async fn sleep_until_opt(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// Errors after which retrying ResumeSession is pointless.
+fn is_permanent(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    [
+        "DoesNotExistException",
+        "InvalidParameters",
+        "AccessDeniedException",
+        "terminated",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
 }

@@ -16,6 +16,23 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 use commands::EXIT_ERROR;
 
+/// `--quiet`: only errors on stderr.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A status message for the user on stderr (reconnects and the like), unless `--quiet`. Starts
+/// and ends with a carriage return + newline when stderr is a terminal, which may be in raw mode.
+pub fn notice(text: &str) {
+    use std::io::IsTerminal;
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\nrssm: {text}\r\n");
+    } else {
+        eprintln!("rssm: {text}");
+    }
+}
+
 /// The name the AWS CLI executes.
 const PLUGIN_NAME: &str = "session-manager-plugin";
 
@@ -34,6 +51,7 @@ fn main() -> ExitCode {
         return run_plugin(args[2..].to_vec());
     }
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     init_tracing(cli.quiet, cli.verbose);
     block_on(run(cli))
 }

@@ -137,7 +137,16 @@ pub async fn open_channel(
         credentials: Some(aws.credentials().await?),
         region: aws.region(),
     };
-    driver::start(auth, SessionConfig::client(&started.session_id, target)).await
+    let resume = driver::Resume {
+        aws: aws.clone(),
+        session_id: started.session_id.clone(),
+    };
+    driver::start(
+        auth,
+        SessionConfig::client(&started.session_id, target),
+        Some(resume),
+    )
+    .await
 }
 
 #[cfg(test)]
