@@ -117,6 +117,10 @@ pub struct SessionArgs {
 pub struct ShellArgs {
     /// Instance id (`i-…`) or managed-node id (`mi-…`).
     pub target: String,
+    /// Escape character, as in ssh: after a newline, `~.` ends the session, `~?` lists the
+    /// escapes, `~~` sends `~`. `none` disables it; `^X` names a control character.
+    #[arg(short = 'e', long, default_value = "~", value_name = "CHAR")]
+    pub escape: crate::commands::escape::EscapeChar,
     #[command(flatten)]
     pub session: SessionArgs,
 }

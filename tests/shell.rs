@@ -466,3 +466,39 @@ fn errors_before_the_session_leave_the_terminal_alone() {
     assert_eq!(before.rsplit('=').next(), after.rsplit('=').next());
     assert_eq!(t.wait_exit(STEP), 0);
 }
+
+#[test]
+fn tilde_dot_after_a_newline_ends_the_session_and_tilde_question_lists_escapes() {
+    let sim = sim();
+    let mut t = Term::shell(&sim);
+    // `~?` right after a newline lists the escapes locally; nothing reaches the remote.
+    t.send("\r~?");
+    t.expect(r"terminate the session");
+    // A tilde inside a line is just a character.
+    t.send("echo a~b\r");
+    t.expect("a~b");
+    t.prompt();
+    t.send("~.");
+    assert_eq!(t.wait_exit(STEP), 255, "{}", t.text());
+    assert!(
+        t.text().contains("session terminated by escape sequence"),
+        "{}",
+        t.text()
+    );
+}
+
+#[test]
+fn escape_none_sends_tilde_dot_to_the_remote() {
+    let sim = sim();
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", "--escape", "none", "i-0123456789abcdef0"]);
+    let mut t = Term::spawn(cmd);
+    t.expect(r"[#$] $");
+    t.set_prompt();
+    t.send("~.\r");
+    // The shell gets `~.` as a command (not found) and stays open.
+    t.expect(r"not found");
+    t.prompt();
+    t.send("exit\r");
+    assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
+}

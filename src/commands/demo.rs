@@ -45,6 +45,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         }
         let shell = ShellArgs {
             target: DEMO_TARGET.into(),
+            escape: super::escape::EscapeChar(Some(b'~')),
             session,
         };
         super::shell::run(&aws, &shell, cli.quiet).await

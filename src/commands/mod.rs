@@ -2,6 +2,7 @@
 //! session, run it, turn the outcome into an exit code.
 
 pub mod demo;
+pub mod escape;
 pub mod exec;
 pub mod forward;
 pub mod install_plugin;

@@ -81,7 +81,8 @@ async fn run_session(start: PluginStart, quiet: bool) -> Result<u8> {
     match mode {
         Mode::Shell => {
             print_stdout(&format!("\nStarting session with SessionId: {id}\n"));
-            super::shell::run_connected(conn, quiet).await
+            // The official plugin has no escape sequences: none in drop-in mode.
+            super::shell::run_connected(conn, quiet, None).await
         }
         Mode::Stdio => {
             // stdout carries the SSH stream: our line goes to stderr (the plugin's goes to stdout).

@@ -27,6 +27,7 @@ use crate::cli::ShellArgs;
 use crate::driver::{End, Input, Output};
 use crate::terminal::{self, RawMode};
 
+use super::escape::{self, EscapeFilter, Escaped};
 use super::{connect, Connected, EXIT_ERROR};
 
 /// The size sent when there is no terminal to measure. The agent starts the shell's PTY at 0×0
@@ -48,14 +49,15 @@ const EOT: &[u8] = b"\x04";
 /// Runs an interactive shell and returns the process exit status.
 pub async fn run(aws: &Aws, args: &ShellArgs, quiet: bool) -> Result<u8> {
     let conn = connect(aws, &args.target, None, HashMap::new(), &args.session).await?;
-    run_connected(conn, quiet).await
+    run_connected(conn, quiet, args.escape.0).await
 }
 
 /// Runs the interactive part on a session that is already open (also the drop-in plugin's
 /// shell mode).
-pub async fn run_connected(mut conn: Connected, quiet: bool) -> Result<u8> {
+/// `escape` is the ssh-style escape character (`~`), active only when stdin is a terminal.
+pub async fn run_connected(mut conn: Connected, quiet: bool, escape: Option<u8>) -> Result<u8> {
     // `interact` restores the terminal before it returns, however it ends.
-    let result = interact(&mut conn, quiet).await;
+    let result = interact(&mut conn, quiet, escape).await;
     let status = result.map(|outcome| outcome.report(quiet));
     terminate(&conn).await;
     status
@@ -67,6 +69,8 @@ enum Ending {
     Session(End),
     /// A local signal ended rssm: its name and the conventional exit status (128 + number).
     Signal(&'static str, u8),
+    /// The user typed the escape sequence that terminates (`~.`).
+    Escape,
 }
 
 struct Outcome {
@@ -110,6 +114,16 @@ impl Outcome {
                     EXIT_ERROR
                 }
             },
+            Ending::Escape => {
+                if !quiet {
+                    say(
+                        false,
+                        &format!("{nl}rssm: session terminated by escape sequence"),
+                    );
+                }
+                // ssh ends with 255 here too: the remote did not finish on its own.
+                EXIT_ERROR
+            }
             Ending::Signal(name, status) => {
                 if !quiet {
                     say(
@@ -150,10 +164,12 @@ impl Signals {
 }
 
 /// Carries keystrokes, sizes and output until the session ends or a signal ends rssm.
-async fn interact(conn: &mut Connected, quiet: bool) -> Result<Outcome> {
+async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Result<Outcome> {
     let mut signals = Signals::new().context("cannot handle signals")?;
     let raw = RawMode::enable().context("cannot put the terminal into raw mode")?;
     let tty = raw.is_some();
+    // Like ssh, escapes only apply to a person typing, never to piped input.
+    let mut escapes = escape.filter(|_| tty).map(EscapeFilter::new);
     let mut stdin = terminal::spawn_stdin_reader(STDIN_BUFFER);
 
     // Sent one at a time through `reserve`, never with a blocking `send`: the driver may be
@@ -168,7 +184,7 @@ async fn interact(conn: &mut Connected, quiet: bool) -> Result<Outcome> {
     let mut interrupts = 0;
     let mut exit_code = None;
     let mut at_line_start = true;
-    let ending = loop {
+    let ending = 'session: loop {
         tokio::select! {
             out = conn.handle.output.recv() => match out {
                 // Whatever the remote terminal prints, byte for byte; StdErr only comes from
@@ -204,7 +220,21 @@ async fn interact(conn: &mut Connected, quiet: bool) -> Result<Outcome> {
                 // 0x0a into 0x0d, §9.1, §14.10): in raw mode Enter already sends CR and Ctrl-J
                 // must stay LF (editors and readline bind them differently); piped input is the
                 // user's data and the remote PTY's ICRNL already ends lines on either byte.
-                Some(bytes) => queue.push_back(Input::Data(bytes)),
+                Some(bytes) => match escapes.as_mut() {
+                    None => queue.push_back(Input::Data(bytes)),
+                    Some(filter) => {
+                        for part in filter.feed(&bytes) {
+                            match part {
+                                Escaped::Data(d) => queue.push_back(Input::Data(Bytes::from(d))),
+                                Escaped::Help => {
+                                    let text = escape::help(escape.unwrap_or(b'~'));
+                                    let _ = std::io::stderr().write_all(text.as_bytes());
+                                }
+                                Escaped::Terminate => break 'session Ending::Escape,
+                            }
+                        }
+                    }
+                },
                 None => {
                     stdin_open = false;
                     if !tty {
