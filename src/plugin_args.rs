@@ -36,6 +36,9 @@ pub struct PluginStart {
     pub target: Option<String>,
     /// Endpoint of the SSM (or, for ECS, the ECS) client that started the session.
     pub endpoint_url: Option<String>,
+    /// Whether the response (and so the token) came as an argument rather than through the
+    /// environment: ECS exec always, start-session with old plugin versions.
+    pub token_in_argv: bool,
 }
 
 impl std::fmt::Debug for PluginStart {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for PluginStart {
             .field("profile", &self.profile)
             .field("target", &self.target)
             .field("endpoint_url", &self.endpoint_url)
+            .field("token_in_argv", &self.token_in_argv)
             .finish()
     }
 }
@@ -62,7 +66,8 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Pl
         _ => {}
     }
     let response_arg = &args[0];
-    let response = if response_arg.starts_with(RESPONSE_ENV_PREFIX) {
+    let token_in_argv = !response_arg.starts_with(RESPONSE_ENV_PREFIX);
+    let response = if !token_in_argv {
         env(response_arg).with_context(|| {
             format!("the StartSession response variable {response_arg} is not set")
         })?
@@ -111,6 +116,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Pl
         profile: non_empty(3),
         target,
         endpoint_url: non_empty(5),
+        token_in_argv,
     }))
 }
 
@@ -174,6 +180,7 @@ mod tests {
             panic!()
         };
         assert_eq!((p.session_id.as_str(), p.token.as_str()), ("ecs-1", "t"));
+        assert!(p.token_in_argv);
         assert_eq!(p.target, None);
         assert_eq!(p.endpoint_url, None);
         let PluginCall::Start(p) = parse(

@@ -110,13 +110,22 @@ pub struct OutgoingBuffer {
     /// Index into `entries` of the oldest never-sent message.
     next_unsent: usize,
     capacity: usize,
+    /// How many of the oldest messages may be retransmitted at once.
+    window: usize,
     rtt: RttEstimator,
 }
 
 impl OutgoingBuffer {
     /// An empty buffer whose first message will carry sequence number 0.
     pub fn new(capacity: usize) -> Self {
+        Self::with_window(capacity, RETRANSMIT_WINDOW)
+    }
+
+    /// Like [`Self::new`], retransmitting among the oldest `window` messages only; 1 is the
+    /// reference implementations' head-only scheme (what a faithful simulated agent uses).
+    pub fn with_window(capacity: usize, window: usize) -> Self {
         OutgoingBuffer {
+            window: window.max(1),
             base: 0,
             entries: VecDeque::new(),
             live: 0,
@@ -203,10 +212,20 @@ impl OutgoingBuffer {
     /// [`RETRANSMIT_WINDOW`] messages, then the oldest never-sent message. Marks it sent at `now`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(i64, Bytes, bool)> {
         let rto = self.rtt.rto();
-        let window = self.next_unsent.min(RETRANSMIT_WINDOW);
-        let overdue = (0..window).find(
-            |&i| matches!(&self.entries[i], Some(e) if e.last_sent.is_some_and(|t| now >= t + rto)),
-        );
+        // The window counts unacknowledged messages, not sequence numbers: acked-out-of-order
+        // slots must not crowd later losses out of it.
+        let overdue = self
+            .entries
+            .iter()
+            .take(self.next_unsent)
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
+            .take(self.window)
+            .find(|(_, e)| {
+                e.last_sent
+                    .is_some_and(|t| now >= t + backoff(rto, e.attempts))
+            })
+            .map(|(i, _)| i);
         let (idx, retransmit) = match overdue {
             Some(i) => (i, true),
             None if self.next_unsent < self.entries.len() => {
@@ -234,8 +253,9 @@ impl OutgoingBuffer {
         let rto = self.rtt.rto();
         self.entries
             .iter()
-            .take(self.next_unsent.min(RETRANSMIT_WINDOW))
+            .take(self.next_unsent)
             .flatten()
+            .take(self.window)
             .filter_map(|e| e.last_sent.map(|t| t + backoff(rto, e.attempts)))
             .min()
     }
@@ -253,8 +273,14 @@ impl OutgoingBuffer {
     /// Makes every sent message in the window due now, e.g. right after a websocket reconnect.
     pub fn make_window_due(&mut self, now: Instant) {
         let rto = self.rtt.rto();
-        let window = self.next_unsent.min(RETRANSMIT_WINDOW);
-        for e in self.entries.iter_mut().take(window).flatten() {
+        let window = self.window;
+        for e in self
+            .entries
+            .iter_mut()
+            .take(self.next_unsent)
+            .flatten()
+            .take(window)
+        {
             // A fresh start after the outage: forget the backoff, make it due now.
             e.attempts = e.attempts.min(1);
             e.last_sent = Some(now.checked_sub(rto).unwrap_or(now));
@@ -378,6 +404,27 @@ mod tests {
             now = next;
         }
         assert_eq!(gaps, vec![200, 400, 800, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_window_of_one_retransmits_only_the_head() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::with_window(100, 1);
+        for _ in 0..5 {
+            b.push(Bytes::from_static(b"a"), 1);
+            b.poll_transmit(t0);
+        }
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(
+            b.poll_transmit(later).map(|(s, _, re)| (s, re)),
+            Some((0, true))
+        );
+        assert!(b.poll_transmit(later).is_none());
+        b.ack(0, later);
+        assert_eq!(
+            b.poll_transmit(later).map(|(s, _, re)| (s, re)),
+            Some((1, true))
+        );
     }
 
     #[test]

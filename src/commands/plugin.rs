@@ -46,7 +46,24 @@ pub async fn run(args: &[String], quiet: bool) -> Result<u8> {
             print!("\nUnknown operation {op}. \nUse session-manager-plugin --version to check the version.\n\n");
             Ok(2)
         }
-        PluginCall::Start(start) => run_session(start, quiet).await,
+        PluginCall::Start(start) => {
+            let token_in_argv = start.token_in_argv;
+            let code = match run_session(start, quiet).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("rssm: {e:#}");
+                    EXIT_ERROR
+                }
+            };
+            if token_in_argv && code != 0 {
+                // On a non-zero status the AWS CLI prints our whole command line, and here that
+                // holds the session token (ECS exec always passes it so). Report the status
+                // ourselves and exit 0, as the official plugin always does.
+                eprintln!("rssm: exit status {code} (not passed to the AWS CLI, which would print the session token with it)");
+                return Ok(0);
+            }
+            Ok(code)
+        }
     }
 }
 

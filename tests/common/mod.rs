@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod ecs_front;
+pub mod sshd;
+
 use std::path::PathBuf;
 use std::process::Command;
 

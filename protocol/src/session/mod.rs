@@ -55,6 +55,10 @@ pub struct SessionConfig {
     /// End the session when the oldest unacknowledged message has gone this long without an ack.
     /// `None` retransmits forever (the agent's behaviour).
     pub give_up_after: Option<Duration>,
+    /// How many of the oldest unacknowledged messages may be retransmitted at once: the client
+    /// repairs several losses per RTO ([`crate::outgoing::RETRANSMIT_WINDOW`]); 1 is the
+    /// reference implementations' head-only scheme, which the agent defaults keep (§6.4).
+    pub retransmit_window: usize,
     /// How long a `pause_publication` holds back new stream messages before we probe again.
     /// `None` waits for `start_publication` or peer traffic, as the agent does.
     pub pause_expiry: Option<Duration>,
@@ -78,19 +82,22 @@ impl SessionConfig {
             outgoing_capacity: 10_000,
             incoming_capacity: 10_000,
             give_up_after: Some(Duration::from_secs(300)),
+            retransmit_window: crate::outgoing::RETRANSMIT_WINDOW,
             pause_expiry: Some(Duration::from_secs(1)),
             handle_handshake: true,
             acknowledge_kms_challenge: false,
         }
     }
 
-    /// Agent defaults: buffers of 100 000, never give up, honour pauses until told otherwise.
+    /// Agent defaults: buffers of 100 000, never give up, head-only retransmission, honour pauses
+    /// until told otherwise.
     pub fn agent(session_id: impl Into<String>, target_id: impl Into<String>) -> Self {
         SessionConfig {
             role: Role::Agent,
             outgoing_capacity: 100_000,
             incoming_capacity: 100_000,
             give_up_after: None,
+            retransmit_window: 1,
             pause_expiry: None,
             handle_handshake: false,
             ..SessionConfig::client(session_id, target_id)
@@ -149,7 +156,10 @@ impl Session {
     /// the message ids and the client's encryption nonces, so pass OS randomness outside tests.
     pub fn new(config: SessionConfig, now: Instant, unix_ms: u64, rng_seed: [u8; 32]) -> Self {
         Session {
-            outgoing: OutgoingBuffer::new(config.outgoing_capacity),
+            outgoing: OutgoingBuffer::with_window(
+                config.outgoing_capacity,
+                config.retransmit_window,
+            ),
             incoming: IncomingBuffer::new(config.incoming_capacity),
             config,
             rng: ChaCha20Rng::from_seed(rng_seed),

@@ -1,0 +1,143 @@
+//! A real OpenSSH server on loopback for the ProxyCommand tests: throwaway host and user keys,
+//! the user running the tests, killed on drop.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::TempDir;
+
+/// A throwaway sshd on 127.0.0.1, killed on drop.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+    pub user: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The absolute path of an OpenSSH tool; panics with what to install when it is missing.
+pub fn require(tool: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p.to_string_lossy().into_owned();
+        }
+    }
+    panic!("{tool} is required for this test: install openssh-server and openssh-client (.ci/run does)");
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new(require("ssh-keygen"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs")
+        .success();
+    assert!(ok, "ssh-keygen failed");
+}
+
+/// Starts sshd on a free loopback port and waits until it accepts connections.
+pub fn start_sshd() -> Sshd {
+    let sshd = require("sshd");
+    let dir = TempDir::new("sshd");
+    let d = &dir.0;
+    keygen(&d.join("host_key"));
+    keygen(&d.join("user_key"));
+    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // sshd refuses to start without its privilege-separation directory.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+         PermitRootLogin yes\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
+        d = d.display()
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap();
+    let child = Command::new(&sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sshd starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Sshd {
+        child,
+        port,
+        dir,
+        user,
+    }
+}
+
+/// ssh/scp options for reaching `sshd` through `proxy_command` (an OpenSSH `ProxyCommand`
+/// value, `%h`/`%p` expanded by ssh), with no config, agent or known-hosts file of the machine.
+pub fn ssh_opts(sshd: &Sshd, proxy_command: &str) -> Vec<String> {
+    let d = sshd.dir.0.display();
+    vec![
+        "-F".into(),
+        "/dev/null".into(),
+        "-i".into(),
+        format!("{d}/user_key"),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=no".into(),
+        "-o".into(),
+        "UserKnownHostsFile=/dev/null".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "LogLevel=ERROR".into(),
+        "-o".into(),
+        format!("ProxyCommand={proxy_command}"),
+    ]
+}
+
+/// Runs `cmd` (stdin empty, output collected) in a process group of its own; after `limit` the
+/// whole group (the ProxyCommand and what it started too) is killed and the test fails.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn().expect("starts");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the process group of our own child.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "timed out after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
