@@ -354,7 +354,7 @@ mod tests {
                 wire.extend_from_slice(&len.to_le_bytes());
                 wire.extend_from_slice(&sid.to_le_bytes());
                 if with_data {
-                    wire.extend(std::iter::repeat(0xAB).take(len as usize));
+                    wire.extend(std::iter::repeat_n(0xAB, len as usize));
                 }
             }
             let cut = split.index(wire.len() + 1);
