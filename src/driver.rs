@@ -137,6 +137,7 @@ pub async fn start(
             output: out_tx,
             finishing: None,
             last_rx: Instant::now(),
+            ack_progress: (0, Instant::now()),
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -172,6 +173,9 @@ struct Driver {
     resume: Option<Resume>,
     /// When the last frame of any kind arrived (dead-peer detection).
     last_rx: Instant,
+    /// Acknowledgements received so far and when that count last grew: a gateway that keeps
+    /// the socket (and pongs) alive but relays nothing shows up here (dead-peer detection).
+    ack_progress: (u64, Instant),
     input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Output>,
     /// Deadline of a requested [`Input::Finish`].
@@ -253,12 +257,31 @@ impl Driver {
                             DEAD_PEER_TIMEOUT.as_secs()
                         )));
                     }
+                    if let Some(stalled) = self.ack_stall() {
+                        return Err(Broken(format!(
+                            "no acknowledgement from the target for {} s",
+                            stalled.as_secs()
+                        )));
+                    }
                     if let Err(e) = self.ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await {
                         return Err(Broken(e.to_string()));
                     }
                 }
             }
         }
+    }
+
+    /// How long data has waited without any acknowledgement arriving, once that exceeds
+    /// [`DEAD_PEER_TIMEOUT`].
+    fn ack_stall(&mut self) -> Option<Duration> {
+        let acks = self.session.stats().acks_received;
+        let now = Instant::now();
+        if acks != self.ack_progress.0 || self.session.unacked() == 0 {
+            self.ack_progress = (acks, now);
+            return None;
+        }
+        let waited = now - self.ack_progress.1;
+        (waited > DEAD_PEER_TIMEOUT).then_some(waited)
     }
 
     /// ResumeSession for a fresh token, then the same StreamUrl again; sequence numbers and
@@ -282,6 +305,8 @@ impl Driver {
                         Ok(ws) => {
                             self.ws = ws;
                             self.last_rx = Instant::now();
+                            self.ack_progress =
+                                (self.session.stats().acks_received, Instant::now());
                             self.session.on_reconnect(Instant::now().into_std());
                             crate::notice(&format!(
                                 "resumed after {:.1} s",
