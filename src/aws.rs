@@ -1,6 +1,6 @@
-//! AWS API calls: credentials and region through aws-config's default chain, and the SSM
-//! StartSession / TerminateSession / ResumeSession calls. Every error becomes one line that says
-//! what failed and what to do.
+//! AWS API calls: credentials and region through aws-config's default chain, the SSM
+//! StartSession / TerminateSession / ResumeSession calls, and KMS GenerateDataKey for encrypted
+//! sessions. Every error becomes one line that says what failed and what to do.
 
 use std::collections::HashMap;
 
@@ -9,6 +9,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use rssm_protocol::{DataKey, DataKeyRequest};
 
 /// Global connection options (`--profile`, `--region`, `--endpoint-url`).
 #[derive(Debug, Clone, Default)]
@@ -156,6 +157,77 @@ impl Aws {
             .await
             .map_err(|e| sdk_error("ResumeSession", session_id, e))?;
         Ok(out.token_value.filter(|t| !t.is_empty()))
+    }
+}
+
+impl Aws {
+    /// `kms:GenerateDataKey` for a KMS-encrypted session (PROTOCOL.md §8.1). The client comes
+    /// from the same configuration as SSM's, so profile, region and `AWS_ENDPOINT_URL_KMS` apply;
+    /// `--endpoint-url` does not, as it names the SSM endpoint (the official plugin also uses
+    /// the default KMS endpoint). Built per call: only encrypted sessions pay for it.
+    pub async fn generate_data_key(&self, req: &DataKeyRequest) -> Result<DataKey> {
+        let kms = aws_sdk_kms::Client::new(&self.config);
+        let out = kms
+            .generate_data_key()
+            .key_id(&req.key_id)
+            .number_of_bytes(i32::try_from(req.number_of_bytes).unwrap_or(i32::MAX))
+            .set_encryption_context(Some(
+                req.encryption_context
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| kms_error(&req.key_id, e))?;
+        let (Some(plaintext), Some(ciphertext_blob)) = (out.plaintext, out.ciphertext_blob) else {
+            anyhow::bail!(
+                "KMS GenerateDataKey for key {} returned no data key",
+                req.key_id
+            );
+        };
+        Ok(DataKey {
+            plaintext: plaintext.into_inner(),
+            ciphertext_blob: ciphertext_blob.into_inner(),
+        })
+    }
+}
+
+/// One line for a failed GenerateDataKey, with advice for the common cases.
+fn kms_error<E, R>(key_id: &str, e: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let what = format!("KMS GenerateDataKey for key {key_id} failed");
+    match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = err.code().unwrap_or("Error");
+            let msg = err.message().unwrap_or("").trim();
+            let hint = match code {
+                "AccessDeniedException" => {
+                    " (your credentials need kms:GenerateDataKey on this key)"
+                }
+                "NotFoundException" => " (no such key in this account and region)",
+                "DisabledException" | "KMSInvalidStateException" => {
+                    " (the key is disabled or pending deletion)"
+                }
+                "UnrecognizedClientException" | "InvalidSignatureException" => {
+                    " (check your AWS credentials)"
+                }
+                "ExpiredTokenException" => {
+                    " (your credentials expired: refresh them, e.g. `aws sso login`)"
+                }
+                _ => "",
+            };
+            let sep = if msg.is_empty() { "" } else { ": " };
+            anyhow!("{what}: {code}{sep}{msg}{hint}")
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            anyhow!("{what}: cannot reach the KMS endpoint: {}", error_chain(&e))
+        }
+        _ => anyhow!("{what}: {}", error_chain(&e)),
     }
 }
 

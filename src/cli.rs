@@ -33,6 +33,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Seconds a connection to the service may stay silent before rssm counts it as dead and
+    /// reconnects: no answer to its keep-alive pings, or data sent but never acknowledged. Pings
+    /// go out every 10 s (more often for short timeouts).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub alive_timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -2,14 +2,18 @@
 //! sans-IO state machine. Commands talk to it through two bounded channels — [`Input`] in,
 //! [`Output`] out — so a slow terminal or socket pushes back on the websocket instead of buffering.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use rssm_protocol::crypto::CONTEXT_TARGET_ID;
 use rssm_protocol::payload::Flag;
-use rssm_protocol::{Event, PayloadType, Session, SessionConfig, SessionTypeInfo};
-use tokio::sync::mpsc;
+use rssm_protocol::{
+    DataKey, DataKeyRequest, Event, PayloadType, Session, SessionConfig, SessionTypeInfo,
+};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,17 +22,40 @@ use crate::transport::{self, ChannelAuth, Ws};
 /// Most unacknowledged messages in flight: ~1 MiB at 1 KiB each, enough to fill the service's
 /// per-session rate at any realistic RTT while bounding memory.
 const SEND_WINDOW: usize = 1024;
-/// Websocket keep-alive ping interval (the plugin pings every 5 minutes; the agent every 54 s).
-/// Frequent enough that a silently dead path is noticed within [`DEAD_PEER_TIMEOUT`].
+/// Websocket keep-alive ping interval (the plugin pings every 5 minutes; the agent every 54 s),
+/// shortened to a third of the alive timeout when that is short, so a silently dead path is
+/// noticed within [`alive_timeout`] plus one interval.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
-/// No frame at all (not even a pong) for this long means the path is dead: reconnect.
-const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The alive timeout unless `--alive-timeout` says otherwise.
+pub const DEFAULT_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The alive timeout in milliseconds: a process-wide setting from the command line (like
+/// `--quiet`), read by every session the process runs.
+static ALIVE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_ALIVE_TIMEOUT.as_millis() as u64);
+
+/// Sets how long a path may stay silent before it counts as dead: no frame at all (not even a
+/// pong), or data waiting without any acknowledgement, or a write that cannot go out. The
+/// session then resumes on a new websocket.
+pub fn set_alive_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    ALIVE_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+fn alive_timeout() -> Duration {
+    Duration::from_millis(ALIVE_TIMEOUT_MS.load(Ordering::Relaxed))
+}
 /// Reconnect attempts after the websocket drops, with exponential backoff (100–200 ms doubling,
 /// capped at 5 s, like the official plugin's retryer, §5.6) — about half a minute in all.
 const RECONNECT_ATTEMPTS: u32 = 8;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Longest wait for our close frame to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long [`Input::Finish`] waits for outstanding acknowledgements.
 const FINISH_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait for KMS GenerateDataKey: the agent gives up on our HandshakeResponse after 15 s
+/// (§7.2), so a slower answer is useless.
+const KMS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a command asks of the session.
 #[derive(Debug)]
@@ -112,7 +139,7 @@ impl Outputs {
 pub async fn start(
     auth: ChannelAuth,
     config: SessionConfig,
-    resume: Option<Resume>,
+    context: Option<DriverContext>,
 ) -> Result<DriverHandle> {
     let ws = transport::open(&auth).await?;
     let now = Instant::now().into_std();
@@ -132,7 +159,9 @@ pub async fn start(
             session,
             ws,
             auth,
-            resume,
+            context,
+            data_key: None,
+            failure: None,
             input: in_rx,
             output: out_tx,
             finishing: None,
@@ -141,7 +170,7 @@ pub async fn start(
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
-        let _ = d.ws.close(None).await;
+        close_quickly(&mut d.ws).await;
         let _ = d.output.send(Output::Ended(end)).await;
     });
     Ok(DriverHandle {
@@ -155,13 +184,17 @@ pub async fn start(
 
 use rand_core::RngCore;
 
-/// How to get a fresh token when the websocket drops: SSM ResumeSession for this session.
-pub struct Resume {
+/// What the driver asks of AWS for this session: ResumeSession for a fresh token when the
+/// websocket drops, KMS GenerateDataKey when the agent asks for encryption (§8.1).
+pub struct DriverContext {
     /// The API client.
     pub aws: crate::aws::Aws,
     /// The session to resume.
     pub session_id: String,
 }
+
+/// What a KMS GenerateDataKey call running beside the driver loop hands back.
+type DataKeyResult = Result<DataKey, String>;
 
 /// Why the websocket stopped working (as opposed to the session ending).
 struct Broken(String);
@@ -170,7 +203,12 @@ struct Driver {
     session: Session,
     ws: Ws,
     auth: ChannelAuth,
-    resume: Option<Resume>,
+    context: Option<DriverContext>,
+    /// The answer of a KMS call in flight; the loop keeps serving the websocket meanwhile.
+    data_key: Option<oneshot::Receiver<DataKeyResult>>,
+    /// Why the session cannot go on although the channel may still close cleanly (a KMS
+    /// failure): reported instead of however the channel ends.
+    failure: Option<String>,
     /// When the last frame of any kind arrived (dead-peer detection).
     last_rx: Instant,
     /// Acknowledgements received so far and when that count last grew: a gateway that keeps
@@ -185,27 +223,37 @@ struct Driver {
 impl Driver {
     /// Runs until the session ends; a broken websocket is resumed when possible (§5.6).
     async fn run(&mut self) -> End {
-        loop {
+        let end = loop {
             let Broken(why) = match self.run_connected().await {
-                Ok(end) => return end,
+                Ok(end) => break end,
                 Err(broken) => broken,
             };
             if self.finishing.is_some() {
-                return End::Finished;
+                break End::Finished;
             }
             if let Err(e) = self.reconnect(&why).await {
-                return End::Failed(e);
+                break End::Failed(e);
             }
+        };
+        match self.failure.take() {
+            Some(why) => End::Failed(why),
+            None => end,
         }
     }
 
     /// Drives the session on the current websocket.
     async fn run_connected(&mut self) -> Result<End, Broken> {
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let alive = alive_timeout();
+        let every = PING_INTERVAL.min(alive / 3);
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut input_open = true;
         loop {
-            if let Err(e) = self.flush().await {
-                return Err(Broken(format!("sending failed: {e}")));
+            // A gateway that stops reading lets the socket's buffers fill; the write would wait
+            // forever.
+            match tokio::time::timeout(alive, self.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Broken(format!("sending failed: {e}"))),
+                Err(_) => return Err(Broken(format!("sending stalled for {} s", alive.as_secs()))),
             }
             if let Some(end) = self.forward_events().await {
                 return Ok(end);
@@ -242,6 +290,7 @@ impl Driver {
                         None => return Err(Broken("the data channel closed".into())),
                     }
                 }
+                key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
                 cmd = self.input.recv(), if accept_input => match cmd {
                     Some(cmd) => self.on_input(cmd),
                     None => {
@@ -251,20 +300,23 @@ impl Driver {
                 },
                 _ = sleep_until_opt(timer) => self.session.handle_timeout(Instant::now().into_std()),
                 _ = ping.tick() => {
-                    if self.last_rx.elapsed() > DEAD_PEER_TIMEOUT {
+                    if self.last_rx.elapsed() > alive {
                         return Err(Broken(format!(
                             "no response from the service for {} s",
-                            DEAD_PEER_TIMEOUT.as_secs()
+                            alive.as_secs()
                         )));
                     }
-                    if let Some(stalled) = self.ack_stall() {
+                    if let Some(stalled) = self.ack_stall(alive) {
                         return Err(Broken(format!(
                             "no acknowledgement from the target for {} s",
                             stalled.as_secs()
                         )));
                     }
-                    if let Err(e) = self.ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await {
-                        return Err(Broken(e.to_string()));
+                    let ping = self.ws.send(Message::Ping(Bytes::from_static(b"keepalive")));
+                    match tokio::time::timeout(alive, ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(Broken(e.to_string())),
+                        Err(_) => return Err(Broken(format!("sending stalled for {} s", alive.as_secs()))),
                     }
                 }
             }
@@ -272,8 +324,8 @@ impl Driver {
     }
 
     /// How long data has waited without any acknowledgement arriving, once that exceeds
-    /// [`DEAD_PEER_TIMEOUT`].
-    fn ack_stall(&mut self) -> Option<Duration> {
+    /// `alive`.
+    fn ack_stall(&mut self, alive: Duration) -> Option<Duration> {
         let acks = self.session.stats().acks_received;
         let now = Instant::now();
         if acks != self.ack_progress.0 || self.session.unacked() == 0 {
@@ -281,18 +333,18 @@ impl Driver {
             return None;
         }
         let waited = now - self.ack_progress.1;
-        (waited > DEAD_PEER_TIMEOUT).then_some(waited)
+        (waited > alive).then_some(waited)
     }
 
     /// ResumeSession for a fresh token, then the same StreamUrl again; sequence numbers and
     /// unacknowledged messages survive and retransmission fills the gap (§5.6, §14.19).
     async fn reconnect(&mut self, why: &str) -> Result<(), String> {
-        let Some(resume) = &self.resume else {
+        let Some(resume) = &self.context else {
             return Err(format!("the data channel failed: {why}"));
         };
         let started = Instant::now();
         crate::notice(&format!("connection lost ({why}); reconnecting…"));
-        let _ = self.ws.close(None).await;
+        close_quickly(&mut self.ws).await;
         let mut delay = Duration::from_millis(100 + u64::from(rand_core::OsRng.next_u32() % 100));
         let mut last = String::new();
         for attempt in 1..=RECONNECT_ATTEMPTS {
@@ -317,7 +369,9 @@ impl Driver {
                         Err(e) => last = format!("{e:#}"),
                     }
                 }
-                Ok(None) => return Err("the session timed out and cannot be resumed".into()),
+                Ok(None) => {
+                    return Err("the session has ended meanwhile and cannot be resumed".into())
+                }
                 Err(e) if is_permanent(&e) => {
                     return Err(format!("the session cannot be resumed: {e:#}"))
                 }
@@ -382,10 +436,7 @@ impl Driver {
                 Event::ExitCode(c) => Output::ExitCode(c),
                 Event::Flag(f) => Output::Flag(f),
                 Event::DataKeyRequired(req) => {
-                    tracing::debug!(key = %req.key_id, "KMS data key requested");
-                    self.session.provide_data_key(Err(
-                        "this rssm build cannot encrypt sessions with KMS yet".into(),
-                    ));
+                    self.request_data_key(req);
                     continue;
                 }
                 Event::ChannelClosed(cc) => return Some(End::Closed { reason: cc.output }),
@@ -403,6 +454,81 @@ impl Driver {
         }
         None
     }
+}
+
+impl Driver {
+    /// Starts KMS GenerateDataKey beside the loop (the answer arrives in [`Self::on_data_key`]),
+    /// so acknowledgements and pings keep flowing while KMS answers.
+    fn request_data_key(&mut self, req: DataKeyRequest) {
+        tracing::debug!(key = %req.key_id, "KMS data key requested");
+        let (tx, rx) = oneshot::channel();
+        self.data_key = Some(rx);
+        let aws = self.context.as_ref().map(|c| c.aws.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(generate_data_key(aws, &req).await);
+        });
+    }
+
+    /// Hands the data key to the session, which then answers the handshake. Without a key the
+    /// agent is told why (a failed KMSEncryption action ends the session on its side) and we
+    /// end with the reason, whatever the channel says afterwards.
+    fn on_data_key(&mut self, result: DataKeyResult) {
+        self.data_key = None;
+        match result {
+            Ok(key) => {
+                tracing::debug!("KMS data key received");
+                self.session.provide_data_key(Ok(key));
+            }
+            Err(why) => {
+                self.session.provide_data_key(Err(why.clone()));
+                self.failure = Some(format!(
+                    "{why}; the session document requires KMS encryption"
+                ));
+                self.finishing.get_or_insert(Instant::now() + FINISH_GRACE);
+            }
+        }
+    }
+}
+
+/// KMS GenerateDataKey for `req`, as one line on failure. Never logs key material.
+async fn generate_data_key(aws: Option<crate::aws::Aws>, req: &DataKeyRequest) -> DataKeyResult {
+    let Some(aws) = aws else {
+        return Err("no AWS configuration to call KMS with".into());
+    };
+    if req
+        .encryption_context
+        .get(CONTEXT_TARGET_ID)
+        .is_none_or(|t| t.is_empty())
+    {
+        // The legacy 4-argument plugin call carries no target for the encryption context; the
+        // official plugin refuses the same way (§7.4, §11).
+        return Err("Installed version of CLI does not support Session Manager encryption feature. Please upgrade to the latest version of your CLI (e.g., AWS CLI).".into());
+    }
+    match tokio::time::timeout(KMS_TIMEOUT, aws.generate_data_key(req)).await {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!(
+            "KMS GenerateDataKey for key {} timed out after {} s",
+            req.key_id,
+            KMS_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The answer of the KMS call in flight; pending forever when there is none.
+async fn recv_data_key(rx: &mut Option<oneshot::Receiver<DataKeyResult>>) -> DataKeyResult {
+    match rx {
+        Some(rx) => rx
+            .await
+            .unwrap_or_else(|_| Err("the KMS call ended without an answer".into())),
+        None => std::future::pending().await,
+    }
+}
+
+/// Closes the websocket politely, but never waits long: on a dead path the close frame may never
+/// leave.
+async fn close_quickly(ws: &mut Ws) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

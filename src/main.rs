@@ -52,6 +52,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    driver::set_alive_timeout(std::time::Duration::from_secs(cli.alive_timeout));
     init_tracing(cli.quiet, cli.verbose);
     block_on(run(cli))
 }

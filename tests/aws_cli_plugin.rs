@@ -571,6 +571,29 @@ fn aws_ssm_start_session_runs_a_shell_on_a_pty() {
     wait_terminated(&sim, &id);
 }
 
+#[test]
+fn aws_ssm_start_session_runs_a_kms_encrypted_shell() {
+    // The account's preference encrypts the shell: rssm, as the CLI's plugin, binds the data key
+    // to the session and the Target of the CLI's request (the agent's KMS Decrypt checks both)
+    // and reaches KMS through AWS_ENDPOINT_URL_KMS, as any SDK client would.
+    let sim = Sim::with_config(SimConfig {
+        shell: Some("/bin/sh".into()),
+        shell_kms_key_id: Some("alias/rssm-cli-test".into()),
+        ..SimConfig::default()
+    });
+    let plugin = install_plugin();
+    let mut term = Pty::spawn(start_session(&sim, &plugin.0, &[]));
+    term.expect("Starting session with SessionId: ");
+    term.expect("This session is encrypted using AWS KMS.");
+    term.expect(r"[#$] $");
+    term.send("echo kms-$((6*7))\r");
+    term.expect("kms-42");
+    term.send("exit\r");
+    assert_eq!(term.wait_exit(WAIT), 0, "output {:?}", term.text());
+    let (id, _, _) = the_session(&sim);
+    wait_terminated(&sim, &id);
+}
+
 /// `aws ssm start-session --document-name DOCUMENT` forwarding a local port to an echo server:
 /// the official lines on stdout, 8 MiB intact, Ctrl-C ends it cleanly.
 fn forwards_8_mib_and_ends_on_ctrl_c(document: &str, host: Option<&str>) {

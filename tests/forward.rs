@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::forward::*;
 use common::{Sim, DEMO};
 use rssm_sim::relay::RelayCommand;
 use rssm_sim::state::SessionStatus;
@@ -17,262 +16,6 @@ use rssm_sim::{FaultConfig, SimConfig};
 use sha2::{Digest, Sha256};
 
 use expectrl::{Regex, WaitStatus};
-
-/// Longest wait for anything that should be quick (a line, a connection, an exit).
-const WAIT: Duration = Duration::from_secs(20);
-
-/// A running `rssm forward DEMO …` with its stderr collected line by line.
-struct Forward {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every stderr line seen so far.
-    seen: Vec<String>,
-}
-
-impl Forward {
-    fn start(sim: &Sim, args: &[&str]) -> Forward {
-        let mut cmd = sim.rssm();
-        cmd.arg("forward").arg(DEMO).args(args);
-        Forward::spawn(cmd, Pipe::Stderr)
-    }
-
-    /// Runs `cmd`, collecting the lines of `pipe` (the other output is discarded).
-    fn spawn(mut cmd: std::process::Command, pipe: Pipe) -> Forward {
-        let (stdout, stderr) = match pipe {
-            Pipe::Stderr => (Stdio::null(), Stdio::piped()),
-            Pipe::Stdout => (Stdio::piped(), Stdio::null()),
-        };
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("rssm starts");
-        let output: Box<dyn Read + Send> = match pipe {
-            Pipe::Stderr => Box::new(child.stderr.take().expect("stderr piped")),
-            Pipe::Stdout => Box::new(child.stdout.take().expect("stdout piped")),
-        };
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(output).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Forward {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for an output line matching `pred` (looking at lines already seen first).
-    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line {what} within {WAIT:?}; saw {:?}", self.seen),
-            }
-        }
-    }
-
-    /// Collects stderr lines that arrive within `d`.
-    fn drain_lines(&mut self, d: Duration) {
-        let deadline = Instant::now() + d;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.push(line);
-        }
-    }
-
-    /// The `n`th `Forwarding ADDR -> HOST:PORT via TARGET (SESSION)` line, parsed.
-    fn forwarding(&mut self, n: usize) -> Forwarding {
-        let mut found = Vec::new();
-        while found.len() <= n {
-            let line = self.wait_line("Forwarding …", |l| {
-                l.starts_with("Forwarding ") && !found.contains(&l.to_owned())
-            });
-            found.push(line);
-        }
-        Forwarding::parse(&found[n])
-    }
-
-    fn interrupt(&self) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "SIGINT delivered");
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                self.drain_lines(Duration::from_millis(200));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rssm did not exit within {WAIT:?}; stderr {:?}",
-                self.seen
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("wait works").is_none()
-    }
-
-    /// Peak resident memory of the child so far (VmHWM), in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc/PID/status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kib * 1024
-    }
-
-    /// CPU time the child has used so far (user, system), from /proc.
-    fn cpu_time(&self) -> (Duration, Duration) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("/proc/PID/stat");
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let after = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let secs = |i: usize| Duration::from_secs_f64(fields[i].parse::<f64>().unwrap() / ticks);
-        (secs(11), secs(12))
-    }
-}
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Which output of the child a [`Forward`] reads.
-enum Pipe {
-    Stderr,
-    Stdout,
-}
-
-/// A parsed `Forwarding` line.
-#[derive(Debug)]
-struct Forwarding {
-    local: SocketAddr,
-    remote: String,
-    session_id: String,
-}
-
-impl Forwarding {
-    fn parse(line: &str) -> Forwarding {
-        // Forwarding 127.0.0.1:PORT -> HOST:RPORT via TARGET (SESSION)
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            words.len() >= 7 && words[2] == "->" && words[4] == "via",
-            "unexpected line {line:?}"
-        );
-        Forwarding {
-            local: words[1].parse().expect("local address"),
-            remote: words[3].to_owned(),
-            session_id: words[6]
-                .trim_start_matches('(')
-                .trim_end_matches([')', ';'])
-                .to_owned(),
-        }
-    }
-}
-
-/// A TCP server on 127.0.0.1 that writes `banner`, then echoes until the client half-closes.
-fn echo_server(banner: &'static [u8]) -> u16 {
-    serve_echo(
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind"),
-        banner,
-    )
-}
-
-fn serve_echo(listener: TcpListener, banner: &'static [u8]) -> u16 {
-    let port = listener.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            thread::spawn(move || {
-                let Ok(mut reader) = conn.try_clone() else {
-                    return;
-                };
-                if conn.write_all(banner).is_ok() && std::io::copy(&mut reader, &mut conn).is_ok() {
-                    let _ = conn.shutdown(Shutdown::Write);
-                }
-            });
-        }
-    });
-    port
-}
-
-/// A port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the forward");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.set_write_timeout(Some(WAIT)).expect("timeout");
-    s
-}
-
-/// Sends `data` (then half-closes) while reading everything that comes back.
-fn round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let stream = connect(addr);
-    let mut writer = stream.try_clone().expect("clone");
-    thread::scope(|scope| {
-        scope.spawn(move || {
-            writer.write_all(data).expect("write through the forward");
-            writer.shutdown(Shutdown::Write).expect("half-close");
-        });
-        let mut got = Vec::new();
-        (&stream)
-            .read_to_end(&mut got)
-            .expect("read through the forward");
-        got
-    })
-}
-
-/// Deterministic test bytes, different per `seed`.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// StartSession through the simulator's API (SigV4-signed, as the AWS CLI would); returns the
 /// response JSON the CLI hands to the plugin.
@@ -658,23 +401,150 @@ fn a_busy_local_port_fails_before_any_session_starts() {
 }
 
 #[test]
-fn a_session_closed_by_the_service_is_an_error() {
+fn a_session_terminated_by_the_service_is_replaced_on_the_same_port() {
     let sim = Sim::start();
     let echo = echo_server(b"");
     let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
     let f = fwd.forwarding(0);
+    // A connection open when the session goes ends cleanly: EOF, not a reset.
+    let mut open = connect(f.local);
+    open.write_all(b"before").expect("write");
+    let mut buf = [0u8; 6];
+    open.read_exact(&mut buf).expect("echo");
     let relay = sim.sim.state().sessions()[&f.session_id].relay.clone();
     relay
         .blocking_send(RelayCommand::Terminate {
             output: "Session ended by an administrator".into(),
         })
         .expect("relay alive");
-    let status = fwd.wait_exit();
-    assert_eq!(status.code(), Some(255), "stderr {:?}", fwd.seen);
-    let line = fwd.wait_line("about the closed session", |l| {
-        l.contains("closed by the service")
+    let ended = fwd.wait_line("about the ended session", |l| l.contains("ended ("));
+    assert!(
+        ended.contains(&f.session_id)
+            && ended.contains("closed by the service: Session ended by an administrator")
+            && ended.contains("starting a new one"),
+        "{ended}"
+    );
+    assert!(
+        matches!(open.read(&mut buf), Ok(0)),
+        "EOF on the old connection"
+    );
+    let again = fwd.wait_line("forwarding again", |l| l.contains("forwarding again"));
+    let new_id = again.rsplit(' ').next().expect("session id");
+    assert_ne!(new_id, f.session_id, "{again}");
+    assert!(sim.sim.state().sessions()[new_id].status.is_active());
+    assert_eq!(round_trip(f.local, b"after"), b"after");
+    assert!(fwd.is_running());
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+}
+
+#[test]
+fn a_silent_gateway_is_noticed_and_the_forward_resumes_without_losing_bytes() {
+    // 1 s into the data channel the gateway stops relaying and answering pings, but keeps the
+    // TCP connection open.
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            kill_after: Some(Duration::from_secs(1)),
+            blackhole: true,
+            ..Default::default()
+        },
+        ..Default::default()
     });
-    assert!(line.contains("Session ended by an administrator"), "{line}");
+    let echo = echo_server(b"");
+    let started = Instant::now();
+    let mut fwd = Forward::start(
+        &sim,
+        &["--alive-timeout", "3", "-L", &format!("0:localhost:{echo}")],
+    );
+    let f = fwd.forwarding(0);
+    thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    let data = pattern(11, 200_000);
+    assert_eq!(round_trip(f.local, &data), data);
+    let lost = fwd.wait_line("the dead path", |l| l.contains("reconnecting"));
+    assert!(
+        lost.contains("no response from the service for 3 s")
+            || lost.contains("no acknowledgement from the target"),
+        "{lost}"
+    );
+    fwd.wait_line("resumed", |l| l.contains("resumed after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "took {:?}; stderr {:?}",
+        started.elapsed(),
+        fwd.seen
+    );
+    assert!(
+        !fwd.seen.iter().any(|l| l.contains("starting a new one")),
+        "the same session carried on: {:?}",
+        fwd.seen
+    );
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+}
+
+#[test]
+fn connections_wait_while_the_agent_restarts_and_are_served_by_the_next_session() {
+    // The agent restarts 1.5 s into the first session and is away for 2.5 s: StartSession
+    // answers TargetNotConnected meanwhile.
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            agent_restart_after: Some(Duration::from_millis(1500)),
+            agent_restart_for: Duration::from_millis(2500),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    fwd.wait_line("about the ended session", |l| l.contains("ended ("));
+    // No session now: the connection is accepted and waits instead of being refused.
+    let data = pattern(7, 100_000);
+    let waited = Instant::now();
+    assert_eq!(round_trip(f.local, &data), data);
+    let retry = fwd.wait_line("a retry", |l| l.contains("cannot start a new session"));
+    assert!(retry.contains("TargetNotConnected"), "{retry}");
+    let again = fwd.wait_line("forwarding again", |l| l.contains("forwarding again"));
+    assert!(again.contains("(1 connection waited for it)"), "{again}");
+    assert!(waited.elapsed() >= Duration::from_secs(1), "it had to wait");
+    assert!(fwd.is_running());
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+}
+
+/// The service closes a session after 20 minutes without stream data in either direction, and
+/// websocket pings do not count (PROTOCOL.md §5.5); rssm pings only to keep the websocket and
+/// any NAT on the way alive, it does not fake traffic to defeat the idle timeout. So an idle
+/// forward's session is closed every 20 minutes and replaced, and the local port stays usable.
+/// Two hours are six idle timeouts: here the simulator's idle timeout is 2 s instead of 20 min
+/// and the forward idles for 13 s — six and a half of them — before a connection must work.
+#[test]
+fn an_idle_forward_outlives_the_service_idle_timeout() {
+    const IDLE: Duration = Duration::from_secs(2);
+    let sim = Sim::with_config(SimConfig {
+        idle_timeout: IDLE,
+        ..Default::default()
+    });
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    thread::sleep(IDLE * 13 / 2);
+    let data = pattern(3, 50_000);
+    assert_eq!(round_trip(f.local, &data), data);
+    fwd.drain_lines(Duration::from_millis(100));
+    let idle_closes = fwd
+        .seen
+        .iter()
+        .filter(|l| l.contains("terminated due to inactivity"))
+        .count();
+    assert!(
+        idle_closes >= 5,
+        "{idle_closes} idle timeouts; stderr {:?}",
+        fwd.seen
+    );
+    assert!(fwd.is_running());
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
 }
 
 #[test]

@@ -143,3 +143,146 @@ fn forward_survives_loss_duplication_reordering_latency_and_two_kills() {
     assert!(err.matches("resumed after").count() >= 2, "{err}");
     assert_eq!(status.code(), Some(0), "{err}");
 }
+
+/// `rssm exec` with its stderr read line by line as it comes, each line with the time since the
+/// start.
+struct Timed {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(Duration, String)>,
+}
+
+impl Timed {
+    fn spawn(mut cmd: std::process::Command) -> Timed {
+        use std::io::BufRead;
+        let started = std::time::Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rssm starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send((started.elapsed(), line));
+            }
+        });
+        Timed { child, lines }
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status, stdout and stderr lines.
+    fn finish(
+        mut self,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, String, Vec<(Duration, String)>) {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let lines: Vec<_> = self.lines.try_iter().collect();
+                panic!("hung; stderr: {lines:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_string(&mut stdout).expect("stdout");
+        }
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            lines.push(line);
+        }
+        (status, stdout, lines)
+    }
+}
+
+fn blackholing_sim() -> Sim {
+    // The gateway goes silent 1 s into the data channel, once: no frames, no pongs, the TCP
+    // connection kept open.
+    killing_sim(FaultConfig {
+        kill_after: Some(Duration::from_secs(1)),
+        blackhole: true,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_silent_gateway_is_noticed_within_the_alive_timeout_and_the_session_resumes() {
+    let sim = blackholing_sim();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "--alive-timeout",
+        "3",
+        "exec",
+        DEMO,
+        "--",
+        "sleep 6; echo done",
+    ]);
+    let (status, stdout, lines) = Timed::spawn(cmd).finish(Duration::from_secs(60));
+    let (noticed, line) = lines
+        .iter()
+        .find(|(_, l)| l.contains("reconnecting"))
+        .unwrap_or_else(|| panic!("no reconnect; stderr {lines:?}"));
+    assert!(
+        line.contains("no response from the service for 3 s"),
+        "{line}"
+    );
+    // Silent from 1 s after the data channel opened; noticed once nothing came for 3 s, checked
+    // at every ping (each second for a 3 s timeout), plus the process's start-up.
+    assert!(
+        *noticed > Duration::from_secs(3) && *noticed <= Duration::from_secs(8),
+        "noticed after {noticed:?}; stderr {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|(_, l)| l.contains("resumed after")),
+        "{lines:?}"
+    );
+    assert_eq!(stdout, "done\n", "stderr {lines:?}");
+    assert_eq!(status.code(), Some(0), "stderr {lines:?}");
+}
+
+#[test]
+fn exec_ends_with_255_and_says_why_when_the_session_is_gone_for_good() {
+    let sim = blackholing_sim();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "--alive-timeout",
+        "3",
+        "exec",
+        DEMO,
+        "--",
+        "sleep 30; echo never",
+    ]);
+    let run = Timed::spawn(cmd);
+    // While the path is silent, the service ends the session: there is nothing to resume.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let relay = loop {
+        let connected = sim.sim.state().sessions().values().find_map(|s| {
+            (s.status == rssm_sim::state::SessionStatus::Connected).then(|| s.relay.clone())
+        });
+        if let Some(relay) = connected {
+            break relay;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    relay
+        .blocking_send(rssm_sim::relay::RelayCommand::Terminate {
+            output: String::new(),
+        })
+        .expect("relay alive");
+    let (status, stdout, lines) = run.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(255), "stderr {lines:?}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let last = &lines.last().expect("a message").1;
+    assert!(
+        last.starts_with("rssm: ") && last.contains("cannot be resumed"),
+        "stderr {lines:?}"
+    );
+}

@@ -78,6 +78,10 @@ pub struct FaultConfig {
     pub reorder: f64,
     /// Fixed one-way delay added to every frame.
     pub latency: Duration,
+    /// Flip one byte of the first Output payload the agent sends the client and recompute the
+    /// digest: a man in the middle without the session key. A KMS-encrypted session must reject
+    /// it (the GCM tag fails, §8.3); a plain one shows one altered byte.
+    pub tamper_output: bool,
     /// Client→agent messages per second per session before the gateway throttles (like the real
     /// service's ~1000/s); `None` = unlimited.
     pub rate_limit: Option<u32>,
@@ -89,6 +93,11 @@ pub struct FaultConfig {
     pub kill_after: Option<Duration>,
     /// How many times the kill faults fire per session.
     pub kill_times: u32,
+    /// The kill faults blackhole the client's websocket instead of dropping it: the TCP
+    /// connection stays open, but the gateway stops reading it, writing to it and answering its
+    /// pings (a hung gateway, a half-dead NAT path). Only the client's own dead-peer detection
+    /// can notice; what the agent sends meanwhile is lost, as it would be.
+    pub blackhole: bool,
     /// Tokens are valid for this long instead of [`SimConfig::token_ttl`]; a reconnect then needs
     /// ResumeSession.
     pub expire_tokens_after: Option<Duration>,
@@ -96,6 +105,12 @@ pub struct FaultConfig {
     pub agent_disconnect_after: Option<Duration>,
     /// … and comes back after this long.
     pub agent_disconnect_for: Duration,
+    /// The agent restarts this long after the first session starts (once per simulator): that
+    /// session ends, as when the agent process dies, and StartSession answers
+    /// `TargetNotConnected` for its target …
+    pub agent_restart_after: Option<Duration>,
+    /// … until the agent is back after this long.
+    pub agent_restart_for: Duration,
 }
 
 impl Default for FaultConfig {
@@ -105,14 +120,18 @@ impl Default for FaultConfig {
             duplicate: 0.0,
             reorder: 0.0,
             latency: Duration::ZERO,
+            tamper_output: false,
             rate_limit: None,
             rate_abuse_seconds: 10,
             kill_after_messages: None,
             kill_after: None,
             kill_times: 1,
+            blackhole: false,
             expire_tokens_after: None,
             agent_disconnect_after: None,
             agent_disconnect_for: Duration::from_secs(2),
+            agent_restart_after: None,
+            agent_restart_for: Duration::from_secs(5),
         }
     }
 }
@@ -120,6 +139,10 @@ impl Default for FaultConfig {
 impl FaultConfig {
     /// True when no per-frame fault is configured (the relay can take its fast path).
     pub fn is_lossless(&self) -> bool {
-        self.drop == 0.0 && self.duplicate == 0.0 && self.reorder == 0.0 && self.latency.is_zero()
+        self.drop == 0.0
+            && self.duplicate == 0.0
+            && self.reorder == 0.0
+            && self.latency.is_zero()
+            && !self.tamper_output
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The real documents are AWS-managed (PROTOCOL.md §16.2); these reproduce the parts the agent and
 //! the client consume: `sessionType`, the `properties` map (strings, keys sorted as Go marshals them)
-//! and `kmsKeyId` for encrypted shells.
+//! and `inputs.kmsKeyId`, which turns KMS encryption on (§7.1): the account's preference for the
+//! default shell document, or a custom session document's own `inputs` — StartSession itself has
+//! no KMS parameter.
 
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -74,6 +76,9 @@ impl DocumentError {
 pub const DEFAULT_SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 /// A simulator-only shell document whose preferences enable KMS encryption (`alias/rssm-sim`).
 pub const ENCRYPTED_SHELL_DOCUMENT: &str = "RSSM-Sim-EncryptedShell";
+/// A simulator-only custom NonInteractiveCommands document (parameter `command`) whose `inputs`
+/// set `kmsKeyId` to `alias/rssm-sim`, as a customer's own session document may.
+pub const ENCRYPTED_COMMAND_DOCUMENT: &str = "RSSM-Sim-EncryptedNonInteractiveCommand";
 /// The document ECS ExecuteCommand runs.
 pub const ECS_DOCUMENT: &str = "AmazonECS-ExecuteInteractiveCommand";
 
@@ -90,9 +95,10 @@ pub fn resolve(
     let name = name.unwrap_or(DEFAULT_SHELL_DOCUMENT);
     let allowed: &[&str] = match name {
         DEFAULT_SHELL_DOCUMENT | ENCRYPTED_SHELL_DOCUMENT => &[],
-        "AWS-StartInteractiveCommand" | "AWS-StartNonInteractiveCommand" | ECS_DOCUMENT => {
-            &["command"]
-        }
+        "AWS-StartInteractiveCommand"
+        | "AWS-StartNonInteractiveCommand"
+        | ENCRYPTED_COMMAND_DOCUMENT
+        | ECS_DOCUMENT => &["command"],
         "AWS-StartPortForwardingSession" => &["portNumber", "localPortNumber"],
         "AWS-StartPortForwardingSessionToRemoteHost" => &["host", "portNumber", "localPortNumber"],
         "AWS-StartSSHSession" => &["portNumber"],
@@ -121,10 +127,13 @@ pub fn resolve(
             plan.kind = SessionKind::InteractiveCommands;
             plan.command = Some(required(get("command"), "command")?.to_owned());
         }
-        "AWS-StartNonInteractiveCommand" => {
+        "AWS-StartNonInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT => {
             plan.kind = SessionKind::NonInteractiveCommands;
             plan.command = Some(required(get("command"), "command")?.to_owned());
             plan.separate_output = true;
+            if name == ENCRYPTED_COMMAND_DOCUMENT {
+                plan.kms_key_id = Some("alias/rssm-sim".into());
+            }
         }
         _ => {
             plan.kind = SessionKind::Port;
@@ -236,5 +245,18 @@ mod tests {
         let shell = resolve(None, &params(&[]), Some("alias/k")).unwrap();
         assert_eq!(shell.kms_key_id.as_deref(), Some("alias/k"));
         assert_eq!(shell.kind, SessionKind::StandardStream);
+        // Here the account's shell preference applies to the default shell document only; a
+        // custom command document carries its own key.
+        let plain = params(&[("command", "id")]);
+        let cmd = resolve(
+            Some("AWS-StartNonInteractiveCommand"),
+            &plain,
+            Some("alias/k"),
+        )
+        .unwrap();
+        assert_eq!(cmd.kms_key_id, None);
+        let enc = resolve(Some(ENCRYPTED_COMMAND_DOCUMENT), &plain, None).unwrap();
+        assert_eq!(enc.kind, SessionKind::NonInteractiveCommands);
+        assert_eq!(enc.kms_key_id.as_deref(), Some("alias/rssm-sim"));
     }
 }

@@ -1,10 +1,11 @@
-//! Per-frame fault injection for the relay: drop, duplicate, reorder, latency, and the message-rate
-//! cap. Pure and seeded: given the same seed and frames it makes the same choices.
+//! Per-frame fault injection for the relay: drop, duplicate, reorder, latency, tampering, and the
+//! message-rate cap. Pure and seeded: given the same seed and frames it makes the same choices.
 
 use crate::config::FaultConfig;
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use rssm_protocol::message::{AgentMessage, MessageType, PayloadType};
 use std::time::{Duration, Instant};
 
 /// Which way a frame travels through the gateway.
@@ -30,6 +31,8 @@ pub struct FaultStats {
     pub reordered: u64,
     /// Frames refused by the rate cap.
     pub throttled: u64,
+    /// Payloads altered on purpose.
+    pub tampered: u64,
 }
 
 /// The per-session injector.
@@ -71,6 +74,7 @@ impl FaultInjector {
     /// Decides what happens to one frame: returns the frames to deliver now, each with the time it
     /// should arrive (now + latency).
     pub fn process(&mut self, dir: Direction, frame: Bytes, now: Instant) -> Vec<(Instant, Bytes)> {
+        let frame = self.maybe_tamper(dir, frame);
         let at = now + self.config.latency;
         let mut out = Vec::with_capacity(2);
         if self.chance(self.config.drop) {
@@ -92,6 +96,20 @@ impl FaultInjector {
             out.push((at, held));
         }
         out
+    }
+
+    /// With [`FaultConfig::tamper_output`], alters the first agent Output message once.
+    fn maybe_tamper(&mut self, dir: Direction, frame: Bytes) -> Bytes {
+        if !self.config.tamper_output || dir != Direction::ToClient || self.stats.tampered > 0 {
+            return frame;
+        }
+        match tamper_output(&frame) {
+            Some(altered) => {
+                self.stats.tampered += 1;
+                altered
+            }
+            None => frame,
+        }
     }
 
     /// Releases held frames that waited longer than [`REORDER_HOLD`].
@@ -117,6 +135,25 @@ impl FaultInjector {
             .map(|(since, _)| *since + REORDER_HOLD)
             .min()
     }
+}
+
+/// Flips one payload byte of an `output_stream_data` Output message and re-encodes it with a
+/// fresh digest, as a man in the middle without the session key could; `None` for other frames.
+/// The byte is the first ciphertext byte of a KMS-encrypted payload (after the 12-byte nonce,
+/// §8.3), so only the GCM tag can notice.
+pub fn tamper_output(frame: &Bytes) -> Option<Bytes> {
+    let mut msg = AgentMessage::decode(frame.clone()).ok()?;
+    if msg.message_type != MessageType::OutputStreamData
+        || msg.payload_type != PayloadType::Output
+        || msg.payload.is_empty()
+    {
+        return None;
+    }
+    let mut payload = msg.payload.to_vec();
+    let i = 12.min(payload.len() - 1);
+    payload[i] ^= 0x01;
+    msg.payload = Bytes::from(payload);
+    Some(msg.encode())
 }
 
 /// What the rate limiter says about one client frame.
@@ -260,6 +297,45 @@ mod tests {
         let later = now + REORDER_HOLD;
         assert_eq!(f.next_release(), Some(later));
         assert_eq!(f.release_expired(later).len(), 1);
+    }
+
+    #[test]
+    fn tampering_alters_one_byte_of_the_first_output_only() {
+        let output = |seq: i64, payload: &'static [u8]| {
+            AgentMessage::new(
+                MessageType::OutputStreamData,
+                seq,
+                0,
+                1,
+                uuid::Uuid::nil(),
+                PayloadType::Output,
+                Bytes::from_static(payload),
+            )
+            .encode()
+        };
+        let cfg = FaultConfig {
+            tamper_output: true,
+            ..FaultConfig::default()
+        };
+        let now = Instant::now();
+        let mut f = FaultInjector::new(cfg, 1);
+        let first = output(0, b"0123456789abcdefghij");
+        // Client → agent traffic is left alone.
+        let out = f.process(Direction::ToAgent, first.clone(), now);
+        assert_eq!(out[0].1, first);
+        let out = f.process(Direction::ToClient, first.clone(), now);
+        let altered = AgentMessage::decode(out[0].1.clone()).unwrap();
+        assert!(
+            altered.validate().is_ok(),
+            "the digest matches the new payload"
+        );
+        assert_eq!(&altered.payload[..], b"0123456789abbdefghij");
+        let second = output(1, b"second");
+        assert_eq!(
+            f.process(Direction::ToClient, second.clone(), now)[0].1,
+            second
+        );
+        assert_eq!(f.stats.tampered, 1);
     }
 
     #[test]

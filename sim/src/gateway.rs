@@ -1,7 +1,7 @@
 //! The data-channel websocket endpoint `/v1/data-channel/{SessionId}?role=publish_subscribe`
 //! (PROTOCOL.md §5, §13.2): SigV4 check of the upgrade (service `ssmmessages`), the OpenDataChannel
 //! text frame and its token, then frames to and from the session's relay. Pings are answered by the
-//! websocket library with pongs.
+//! websocket library with pongs, except on a blackholed connection ([`ClientOut::Blackhole`]).
 
 use crate::relay::{ClientOut, RelayCommand, CHANNEL_CAPACITY};
 use crate::sigv4;
@@ -150,6 +150,16 @@ async fn connection(state: Arc<SimState>, session_id: String, mut socket: WebSoc
                     let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
                     finish_close(&mut socket).await;
                     break;
+                }
+                Some(ClientOut::Blackhole) => {
+                    tracing::info!(session = %session_id, conn, "data channel blackholed");
+                    // Not reading also means not answering pings (the websocket library replies
+                    // while it reads); the kernel keeps the TCP connection up meanwhile.
+                    while let Some(ClientOut::Frame(_) | ClientOut::Blackhole) = outbox_rx.recv().await {}
+                    drop(socket);
+                    drop(outbox_rx);
+                    let _ = relay.send(RelayCommand::ClientDetached { conn }).await;
+                    return;
                 }
                 Some(ClientOut::Kill) | None => {
                     drop(socket);

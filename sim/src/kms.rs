@@ -1,6 +1,7 @@
 //! A tiny KMS: `GenerateDataKey` and `Decrypt` with encryption-context binding.
 //!
-//! Every key id/alias/ARN exists. A ciphertext blob is `"RSSMKMS1" ‖ len(u16 BE) ‖ key ARN ‖ nonce(12)
+//! Every well-formed key id, alias or ARN exists; a malformed one is `NotFoundException`
+//! ("Invalid keyId"), as KMS answers, which lets tests make GenerateDataKey fail. A ciphertext blob is `"RSSMKMS1" ‖ len(u16 BE) ‖ key ARN ‖ nonce(12)
 //! ‖ AES-256-GCM(master, plaintext, aad = key ARN ‖ sorted context)`, so Decrypt fails exactly when
 //! the real one would: another context, a tampered blob, or the wrong key id.
 
@@ -25,6 +26,9 @@ pub enum KmsError {
     /// Bad request values.
     #[error("{0}")]
     Validation(String),
+    /// The key id is not a key id, alias or ARN.
+    #[error("Invalid keyId '{0}'")]
+    NotFound(String),
 }
 
 impl KmsError {
@@ -34,6 +38,7 @@ impl KmsError {
             KmsError::InvalidCiphertext => "InvalidCiphertextException",
             KmsError::IncorrectKey => "IncorrectKeyException",
             KmsError::Validation(_) => "ValidationException",
+            KmsError::NotFound(_) => "NotFoundException",
         }
     }
 }
@@ -72,23 +77,41 @@ impl Kms {
     }
 
     /// Normalizes a key id, alias or ARN into a key ARN (aliases map to a stable key id).
-    pub fn key_arn(&self, key_id: &str) -> String {
-        if key_id.starts_with("arn:aws:kms:") && key_id.contains(":key/") {
-            return key_id.to_owned();
+    pub fn key_arn(&self, key_id: &str) -> Result<String, KmsError> {
+        let not_found = || KmsError::NotFound(key_id.to_owned());
+        if let Some((_, id)) = key_id
+            .strip_prefix("arn:aws:kms:")
+            .and_then(|rest| rest.split_once(":key/"))
+        {
+            return is_key_id(id)
+                .then(|| key_id.to_owned())
+                .ok_or_else(not_found);
         }
         let name = key_id
             .rsplit_once(":alias/")
             .map(|(_, a)| format!("alias/{a}"))
             .unwrap_or_else(|| key_id.to_owned());
-        let id = if name.starts_with("alias/") {
+        let id = if let Some(alias) = name.strip_prefix("alias/") {
+            let valid = !alias.is_empty()
+                && alias
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
+            if !valid {
+                return Err(not_found());
+            }
             let d = Sha256::digest(name.as_bytes());
             let mut b = [0u8; 16];
             b.copy_from_slice(&d[..16]);
             uuid::Builder::from_random_bytes(b).into_uuid().to_string()
-        } else {
+        } else if is_key_id(&name) {
             name
+        } else {
+            return Err(not_found());
         };
-        format!("arn:aws:kms:{}:{}:key/{id}", self.region, self.account)
+        Ok(format!(
+            "arn:aws:kms:{}:{}:key/{id}",
+            self.region, self.account
+        ))
     }
 
     /// GenerateDataKey with `bytes` of key material bound to `context`.
@@ -106,7 +129,7 @@ impl Kms {
                 "1 validation error detected: Value '{bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value less than or equal to 1024"
             )));
         }
-        let key_arn = self.key_arn(key_id);
+        let key_arn = self.key_arn(key_id)?;
         let mut plaintext = vec![0u8; bytes];
         OsRng.fill_bytes(&mut plaintext);
         let mut nonce = [0u8; 12];
@@ -153,7 +176,7 @@ impl Kms {
             .ok_or(KmsError::InvalidCiphertext)?;
         let key_arn = std::str::from_utf8(arn).map_err(|_| KmsError::InvalidCiphertext)?;
         if let Some(k) = key_id {
-            if self.key_arn(k) != key_arn {
+            if self.key_arn(k)? != key_arn {
                 return Err(KmsError::IncorrectKey);
             }
         }
@@ -172,6 +195,13 @@ impl Kms {
             .map_err(|_| KmsError::InvalidCiphertext)?;
         Ok((key_arn.to_owned(), plaintext))
     }
+}
+
+/// A key id proper: a UUID, or a multi-Region key's `mrk-` and 32 hex digits.
+fn is_key_id(id: &str) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (id.len() == 36 && uuid::Uuid::try_parse(id).is_ok())
+        || id.strip_prefix("mrk-").is_some_and(|h| hex(h, 32))
 }
 
 fn aad(key_arn: &str, context: &BTreeMap<String, String>) -> Vec<u8> {
@@ -212,6 +242,37 @@ mod tests {
         assert_eq!(
             kms.decrypt(b"garbage", None, &ctx),
             Err(KmsError::InvalidCiphertext)
+        );
+    }
+
+    #[test]
+    fn malformed_key_ids_are_not_found() {
+        let kms = Kms::new(&SimConfig::default());
+        let ctx = BTreeMap::new();
+        for ok in [
+            "alias/rssm-sim",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:123456789012:alias/rssm-sim",
+        ] {
+            assert!(kms.generate_data_key(ok, 64, &ctx).is_ok(), "{ok}");
+        }
+        for bad in [
+            "no-such-key",
+            "alias/",
+            "alias/with space",
+            "arn:aws:kms:us-east-1:1:key/x",
+        ] {
+            assert_eq!(
+                kms.generate_data_key(bad, 64, &ctx).unwrap_err(),
+                KmsError::NotFound(bad.into()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            KmsError::NotFound("k".into()).to_string(),
+            "Invalid keyId 'k'"
         );
     }
 }

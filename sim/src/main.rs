@@ -81,6 +81,10 @@ struct FaultArgs {
     /// One-way latency in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Flip one byte of the first Output payload each session's agent sends (digest recomputed):
+    /// a KMS-encrypted session must reject it.
+    #[arg(long)]
+    tamper_output: bool,
     /// Client messages per second per session before throttling (the service allows ~1000).
     #[arg(long)]
     rate_limit: Option<u32>,
@@ -93,6 +97,10 @@ struct FaultArgs {
     /// How many times the kill faults fire per session.
     #[arg(long, default_value_t = 1)]
     kill_times: u32,
+    /// The kill faults blackhole the client's websocket instead of dropping it: the connection
+    /// stays open but the gateway stops relaying on it and answers no pings.
+    #[arg(long)]
+    blackhole: bool,
     /// Tokens expire after this many seconds (reconnects need ResumeSession).
     #[arg(long)]
     token_ttl_secs: Option<f64>,
@@ -102,6 +110,13 @@ struct FaultArgs {
     /// … for this many seconds.
     #[arg(long, default_value_t = 2.0)]
     agent_disconnect_for_secs: f64,
+    /// The agent restarts this many seconds into the first session (once): that session ends and
+    /// StartSession answers TargetNotConnected for its target …
+    #[arg(long)]
+    agent_restart_after_secs: Option<f64>,
+    /// … for this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    agent_restart_for_secs: f64,
 }
 
 fn secs(s: f64) -> anyhow::Result<Duration> {
@@ -145,6 +160,7 @@ impl ServeArgs {
             duplicate: probability("duplicate", f.duplicate)?,
             reorder: probability("reorder", f.reorder)?,
             latency: Duration::from_millis(f.latency_ms),
+            tamper_output: f.tamper_output,
             rate_limit: f.rate_limit,
             kill_after_messages: f.kill_after_messages,
             kill_after: f.kill_after_secs.map(secs).transpose()?,
@@ -152,6 +168,9 @@ impl ServeArgs {
             expire_tokens_after: f.token_ttl_secs.map(secs).transpose()?,
             agent_disconnect_after: f.agent_disconnect_after_secs.map(secs).transpose()?,
             agent_disconnect_for: secs(f.agent_disconnect_for_secs)?,
+            blackhole: f.blackhole,
+            agent_restart_after: f.agent_restart_after_secs.map(secs).transpose()?,
+            agent_restart_for: secs(f.agent_restart_for_secs)?,
             ..FaultConfig::default()
         };
         Ok(c)

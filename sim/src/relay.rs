@@ -58,6 +58,9 @@ pub enum ClientOut {
     Close(u16, String),
     /// Drop the TCP connection without a close frame (a network failure).
     Kill,
+    /// Keep the TCP connection but go silent on it: read nothing, write nothing, answer no pings
+    /// ([`crate::FaultConfig::blackhole`]). Later frames are discarded; a `Close` or `Kill` ends it.
+    Blackhole,
 }
 
 /// What a simulated agent sends towards the gateway.
@@ -111,6 +114,8 @@ struct Client {
     outbox: mpsc::Sender<ClientOut>,
     opened: Instant,
     frames: u64,
+    /// Blackholed: nothing reaches it any more and no fault fires on it again.
+    silenced: bool,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -139,6 +144,7 @@ pub struct Relay {
     told_agent_pause: bool,
     agent_disconnect_at: Option<Instant>,
     agent_away_until: Option<Instant>,
+    agent_restart_at: Option<Instant>,
     started: Instant,
     last_activity: Instant,
     done: bool,
@@ -182,6 +188,7 @@ impl Relay {
                 .rate_limit
                 .map(|l| RateLimiter::new(l, faults.rate_abuse_seconds)),
             agent_disconnect_at: faults.agent_disconnect_after.map(|d| now + d),
+            agent_restart_at: faults.agent_restart_after.map(|d| now + d),
             faults: FaultInjector::new(faults, seed),
             state,
             session_id,
@@ -240,9 +247,10 @@ impl Relay {
         consider(self.faults.next_release());
         consider(self.agent_disconnect_at);
         consider(self.agent_away_until);
+        consider(self.agent_restart_at);
         consider(self.rate.as_ref().and_then(|r| r.window_end()));
         if let (Some(c), Some(k)) = (&self.client, cfg.faults.kill_after) {
-            if self.kills_done < cfg.faults.kill_times {
+            if self.kills_done < cfg.faults.kill_times && !c.silenced {
                 consider(Some(c.opened + k));
             }
         }
@@ -281,6 +289,15 @@ impl Relay {
             self.send_to_client(gateway_message(MessageType::PausePublication, Bytes::new()))
                 .await;
         }
+        if self.agent_restart_at.is_some_and(|t| now >= t) {
+            self.agent_restart_at = None;
+            let until = now + cfg.faults.agent_restart_for;
+            if self.state.begin_agent_restart(&self.target, until) {
+                tracing::info!(session = %self.session_id, "fault: the agent restarts");
+                // The agent process is gone with its sessions; the service ends them.
+                return self.finish(String::new(), true).await;
+            }
+        }
         if self.agent_away_until.is_some_and(|t| now >= t) {
             self.agent_away_until = None;
             tracing::info!(session = %self.session_id, "fault: agent websocket back");
@@ -300,7 +317,7 @@ impl Relay {
             }
         }
         if let (Some(c), Some(k)) = (&self.client, cfg.faults.kill_after) {
-            if self.kills_done < cfg.faults.kill_times && now >= c.opened + k {
+            if self.kills_done < cfg.faults.kill_times && !c.silenced && now >= c.opened + k {
                 self.kill_client().await;
             }
         }
@@ -322,6 +339,7 @@ impl Relay {
                     outbox,
                     opened: Instant::now(),
                     frames: 0,
+                    silenced: false,
                 });
                 self.state
                     .set_status(&self.session_id, SessionStatus::Connected);
@@ -364,9 +382,17 @@ impl Relay {
     }
 
     async fn kill_client(&mut self) {
-        if let Some(c) = &self.client {
+        let blackhole = self.state.config.faults.blackhole;
+        let Some(c) = &mut self.client else { return };
+        self.kills_done += 1;
+        if blackhole {
+            // The gateway does not know it is broken: the client stays attached, the agent is
+            // not paused, and what either side sends is lost.
+            tracing::info!(session = %self.session_id, "fault: blackholing client websocket");
+            c.silenced = true;
+            let _ = c.outbox.try_send(ClientOut::Blackhole);
+        } else {
             tracing::info!(session = %self.session_id, "fault: killing client websocket");
-            self.kills_done += 1;
             let _ = c.outbox.try_send(ClientOut::Kill);
             self.client_gone().await;
         }
@@ -375,7 +401,7 @@ impl Relay {
     fn count_client_frame(&mut self) -> bool {
         let limit = self.state.config.faults.kill_after_messages;
         let times = self.state.config.faults.kill_times;
-        if let Some(c) = &mut self.client {
+        if let Some(c) = self.client.as_mut().filter(|c| !c.silenced) {
             c.frames += 1;
             if let Some(n) = limit {
                 return self.kills_done < times && c.frames >= n;
@@ -480,6 +506,7 @@ impl Relay {
 
     async fn send_to_client(&mut self, frame: Bytes) {
         match &self.client {
+            Some(c) if c.silenced => {} // lost in the blackhole
             Some(c) => {
                 if c.outbox.send(ClientOut::Frame(frame)).await.is_err() {
                     self.client_gone().await;

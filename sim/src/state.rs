@@ -104,6 +104,9 @@ pub struct SimState {
     pub kms: Kms,
     sessions: Mutex<HashMap<String, SessionRecord>>,
     rng: Mutex<ChaCha8Rng>,
+    /// The one simulated agent restart ([`crate::FaultConfig::agent_restart_after`]): which
+    /// target, and until when its agent is away.
+    agent_restart: Mutex<Option<(String, Instant)>>,
 }
 
 impl SimState {
@@ -117,6 +120,7 @@ impl SimState {
             kms,
             sessions: Mutex::new(HashMap::new()),
             rng: Mutex::new(rng),
+            agent_restart: Mutex::new(None),
         }
     }
 
@@ -197,6 +201,25 @@ impl SimState {
             }
             _ => Err(TokenError::Invalid),
         }
+    }
+
+    /// Starts the simulated agent restart on `target`, away until `until`; false if the agent
+    /// restarted already (it restarts once per simulator).
+    pub fn begin_agent_restart(&self, target: &str, until: Instant) -> bool {
+        let mut restart = self.agent_restart.lock().unwrap_or_else(|e| e.into_inner());
+        if restart.is_some() {
+            return false;
+        }
+        *restart = Some((target.to_owned(), until));
+        true
+    }
+
+    /// Whether `target`'s agent is restarting at `now` (StartSession: `TargetNotConnected`).
+    pub fn agent_restarting(&self, target: &str, now: Instant) -> bool {
+        let restart = self.agent_restart.lock().unwrap_or_else(|e| e.into_inner());
+        restart
+            .as_ref()
+            .is_some_and(|(t, until)| t == target && now < *until)
     }
 
     /// Updates a session's status (and end time for final states).

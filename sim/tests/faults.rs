@@ -200,3 +200,109 @@ async fn idle_sessions_and_long_sessions_are_closed() {
     );
     sim.shutdown().await;
 }
+
+/// Waits (bounded) for the first websocket message that `pred` accepts.
+async fn next_matching(
+    ws: &mut Ws,
+    limit: Duration,
+    pred: impl Fn(&tokio_tungstenite::tungstenite::Message) -> bool,
+) -> bool {
+    use futures_util::StreamExt;
+    tokio::time::timeout(limit, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if pred(&msg) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_blackholed_websocket_stays_open_but_silent_until_the_client_resumes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let sim = sim_with(FaultConfig {
+        kill_after: Some(Duration::from_millis(300)),
+        blackhole: true,
+        ..FaultConfig::default()
+    })
+    .await;
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let url = resp["StreamUrl"].as_str().unwrap();
+    let mut ws = open_ws(&sim, url, resp["TokenValue"].as_str().unwrap()).await;
+    let ping = || Message::Ping(bytes::Bytes::from_static(b"keepalive"));
+    let pong = |m: &Message| matches!(m, Message::Pong(_));
+
+    ws.send(ping()).await.unwrap();
+    assert!(next_matching(&mut ws, Duration::from_secs(5), pong).await);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Blackholed: no pong, no frame (the shell's prompt is due meanwhile), no close — and writes
+    // still succeed, because the TCP connection is up.
+    ws.send(ping()).await.unwrap();
+    let silence = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await;
+    assert!(silence.is_err(), "expected silence, got {silence:?}");
+    ws.send(ping()).await.unwrap();
+
+    // ResumeSession and a new websocket: pongs again, and the agent's retransmitted output.
+    let id = resp["SessionId"].as_str().unwrap();
+    let (status, resumed) = ssm(&sim, "ResumeSession", json!({ "SessionId": id })).await;
+    assert_eq!(status, 200, "{resumed}");
+    let mut ws2 = open_ws(&sim, url, resumed["TokenValue"].as_str().unwrap()).await;
+    ws2.send(ping()).await.unwrap();
+    assert!(next_matching(&mut ws2, Duration::from_secs(5), pong).await);
+    let output = |m: &Message| matches!(m, Message::Binary(_));
+    assert!(next_matching(&mut ws2, Duration::from_secs(10), output).await);
+    // The blackholed connection is dropped once its client has moved on (EOF or reset).
+    let old = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(_)) => {}
+                end => return end.map(|r| r.map(|_| ())),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(old, Ok(None) | Ok(Some(Err(_)))), "{old:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agent_restart_ends_the_session_and_refuses_new_ones_until_it_is_back() {
+    let sim = sim_with(FaultConfig {
+        agent_restart_after: Some(Duration::from_millis(500)),
+        agent_restart_for: Duration::from_secs(2),
+        ..FaultConfig::default()
+    })
+    .await;
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let mut c = Client::connect(&sim, &resp, DEMO).await;
+    let events = c
+        .run_until(Duration::from_secs(10), |e, _| {
+            matches!(e, Event::ChannelClosed(_))
+        })
+        .await;
+    assert!(matches!(events.last(), Some(Event::ChannelClosed(_))));
+    let (status, err) = ssm(&sim, "StartSession", json!({ "Target": DEMO })).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["__type"], "TargetNotConnected", "{err}");
+    let (_, conn) = ssm(&sim, "GetConnectionStatus", json!({ "Target": DEMO })).await;
+    assert_eq!(conn["Status"], "notconnected", "{conn}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Back, and it restarts only once.
+    let resp = start_session(&sim, json!({ "Target": DEMO })).await;
+    let mut c = Client::connect(&sim, &resp, DEMO).await;
+    c.session.send_size(80, 24).unwrap();
+    c.send(rssm_protocol::PayloadType::Output, b"echo back-$((6*7))\n");
+    let mut seen = String::new();
+    c.run_until(Duration::from_secs(20), |e, _| {
+        if let Event::Output(b) = e {
+            seen.push_str(&String::from_utf8_lossy(b));
+        }
+        seen.contains("back-42")
+    })
+    .await;
+    sim.shutdown().await;
+}

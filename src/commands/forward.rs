@@ -4,17 +4,22 @@
 //! Every forward gets its own listener (bound first, on 127.0.0.1 unless told otherwise, so a busy
 //! port fails before any session starts) and its own session. Modern agents multiplex any number
 //! of connections over the session with smux ([`mux`]); old ones take one at a time ([`basic`]).
-//! Ctrl-C ends every session cleanly and exits 0; a session that ends on its own is an error.
+//! Ctrl-C ends every session cleanly and exits 0. A session that is gone for good (closed by the
+//! service, lost beyond resuming, its agent restarting) is replaced by a new one on the same
+//! listener; only when no new session can be had for minutes does the command fail (255).
 //!
 //! * `spec` — parsing `PORT`/`-L` and choosing the document;
-//! * `tunnel` — one forward's life: session, handshake, mode, clean close;
+//! * `tunnel` — one forward's life: session, handshake, mode, clean close, the next session;
+//! * `restart`, `held` — pacing new sessions, and connections waiting for one;
 //! * `mux`, `basic`, `conn` — serving connections; `status` — stderr messages and status line;
 //! * `plugin` — the same forwarding for the drop-in `session-manager-plugin`.
 
 mod basic;
 mod conn;
+mod held;
 mod mux;
 mod plugin;
+mod restart;
 mod spec;
 mod status;
 mod tunnel;
@@ -38,7 +43,8 @@ pub use self::plugin::run_plugin;
 /// Exit status after a second Ctrl-C (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: u8 = 130;
 
-/// Forwards until Ctrl-C (exit 0) or until a session ends or fails (exit 255).
+/// Forwards until Ctrl-C (exit 0), or until a forward cannot go on: its first session fails, or
+/// no new session can be started after one was lost (exit 255).
 pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
     check_target(&args.target)?;
     let specs = spec::from_args(args)?;

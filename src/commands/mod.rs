@@ -138,14 +138,14 @@ pub async fn open_channel(
         credentials: Some(aws.credentials().await?),
         region: aws.region(),
     };
-    let resume = driver::Resume {
+    let context = driver::DriverContext {
         aws: aws.clone(),
         session_id: started.session_id.clone(),
     };
     driver::start(
         auth,
         SessionConfig::client(&started.session_id, target),
-        Some(resume),
+        Some(context),
     )
     .await
 }

@@ -184,12 +184,17 @@ async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Resu
     let mut interrupts = 0;
     let mut exit_code = None;
     let mut at_line_start = true;
+    // The agent acknowledges but discards input that arrives before the handshake completes
+    // (§7.6), which matters for KMS shells: hold keystrokes and the size until HandshakeComplete,
+    // or a handshake-less shell's first output, as the plugin does.
+    let mut started = false;
     let ending = 'session: loop {
         tokio::select! {
             out = conn.handle.output.recv() => match out {
                 // Whatever the remote terminal prints, byte for byte; StdErr only comes from
                 // non-interactive documents, and a terminal shows both on one screen.
                 Some(Output::Data(b) | Output::StdErr(b)) => {
+                    started = true;
                     stdout.write_all(&b).await.context("cannot write to stdout")?;
                     stdout.flush().await.context("cannot write to stdout")?;
                     if let Some(&last) = b.last() {
@@ -198,6 +203,7 @@ async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Resu
                 }
                 Some(Output::ExitCode(c)) => exit_code = Some(c),
                 Some(Output::HandshakeComplete { customer_message }) => {
+                    started = true;
                     if !quiet && !customer_message.is_empty() {
                         say(tty, customer_message.trim_end());
                     }
@@ -206,7 +212,7 @@ async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Resu
                 Some(other) => tracing::debug!(?other, "shell ignores"),
                 None => break Ending::Session(End::Failed("the session driver stopped".into())),
             },
-            permit = conn.handle.input.reserve(), if !queue.is_empty() => match permit {
+            permit = conn.handle.input.reserve(), if started && !queue.is_empty() => match permit {
                 Ok(permit) => {
                     if let Some(input) = queue.pop_front() {
                         permit.send(input);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ecs_front;
+pub mod forward;
 pub mod sshd;
 
 use std::path::PathBuf;

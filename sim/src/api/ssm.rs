@@ -67,7 +67,7 @@ pub(super) fn online_target(state: &SimState, target_id: &str) -> Result<Target,
         .config
         .fleet
         .get(target_id)
-        .filter(|t| t.is_online())
+        .filter(|t| t.is_online() && !state.agent_restarting(&t.id, Instant::now()))
         .ok_or_else(|| {
             ApiError::ssm(
                 "TargetNotConnected",
@@ -393,7 +393,7 @@ fn get_connection_status(
         .config
         .fleet
         .get(&target)
-        .is_some_and(|t| t.is_online());
+        .is_some_and(|t| t.is_online() && !state.agent_restarting(&t.id, Instant::now()));
     Ok(json!({
         "Target": target,
         "Status": if connected { "connected" } else { "notconnected" },

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rssm_protocol::payload::Flag;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
@@ -16,8 +16,31 @@ use super::conn::{Conn, ConnEvent, ConnId};
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{End, Input, Output};
 
-/// Serves `listener` one connection at a time until the user stops or the session ends.
-pub async fn serve<R: Reports>(listener: TcpListener, link: Link<'_, R>, ctx: &Ctx) -> Stop {
+/// Serves `listener` one connection at a time until the user stops or the session ends,
+/// starting with the connections `waiting` since before the session was ready. The connection
+/// open at the end is closed cleanly (FIN).
+pub async fn serve<R: Reports>(
+    listener: &TcpListener,
+    waiting: Vec<TcpStream>,
+    link: Link<'_, R>,
+    ctx: &Ctx,
+) -> Stop {
+    let mut current = None;
+    let stop = serve_each(listener, waiting.into(), link, ctx, &mut current).await;
+    if let Some((_, conn)) = current {
+        conn.close();
+        ctx.counters.closed();
+    }
+    stop
+}
+
+async fn serve_each<R: Reports>(
+    listener: &TcpListener,
+    mut waiting: VecDeque<TcpStream>,
+    link: Link<'_, R>,
+    ctx: &Ctx,
+    current: &mut Option<(ConnId, Conn)>,
+) -> Stop {
     let Link {
         input,
         output,
@@ -25,7 +48,6 @@ pub async fn serve<R: Reports>(listener: TcpListener, link: Link<'_, R>, ctx: &C
     } = link;
     let (events_tx, mut events) = mpsc::channel(4);
     let room = Arc::new(Notify::new());
-    let mut current: Option<(ConnId, Conn)> = None;
     let mut next_id: ConnId = 0;
     // Requests for the driver, in order; refilled only when empty, so bounded by one event.
     let mut pending: VecDeque<Input> = VecDeque::new();
@@ -85,14 +107,13 @@ pub async fn serve<R: Reports>(listener: TcpListener, link: Link<'_, R>, ctx: &C
                 }
                 _ => {} // from a connection already closed
             },
-            accepted = listener.accept(), if current.is_none() => match accepted {
-                Ok((socket, peer)) => {
-                    tracing::debug!(%peer, "connection accepted");
+            accepted = next_connection(listener, &mut waiting), if current.is_none() => match accepted {
+                Ok(socket) => {
                     next_id = next_id.wrapping_add(1);
                     ctx.counters.opened();
                     ctx.on_accept(true);
                     let conn = Conn::spawn(next_id, socket, events_tx.clone(), room.clone(), ctx.counters.clone());
-                    current = Some((next_id, conn));
+                    *current = Some((next_id, conn));
                     pending.push_back(Input::Ready(true));
                 }
                 Err(e) => {
@@ -102,6 +123,19 @@ pub async fn serve<R: Reports>(listener: TcpListener, link: Link<'_, R>, ctx: &C
             },
         }
     }
+}
+
+/// The oldest waiting connection, else the next one the listener accepts.
+async fn next_connection(
+    listener: &TcpListener,
+    waiting: &mut VecDeque<TcpStream>,
+) -> std::io::Result<TcpStream> {
+    if let Some(socket) = waiting.pop_front() {
+        return Ok(socket);
+    }
+    let (socket, peer) = listener.accept().await?;
+    tracing::debug!(%peer, "connection accepted");
+    Ok(socket)
 }
 
 #[cfg(test)]
@@ -142,7 +176,7 @@ mod tests {
                 output: &mut output,
                 shutdown: &mut shutdown,
             };
-            serve(listener, link, &ctx).await
+            serve(&listener, Vec::new(), link, &ctx).await
         });
 
         let mut first = TcpStream::connect(addr).await.unwrap();

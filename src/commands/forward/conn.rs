@@ -3,6 +3,7 @@
 //! reads must not deadlock us), with bounded queues so a slow side pushes back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +18,9 @@ use super::status::Counters;
 pub const READ_SIZE: usize = 32 * 1024;
 /// Chunks queued towards one local socket (each at most one smux frame, ≤ 32 KiB).
 const TO_LOCAL_CHUNKS: usize = 8;
+/// How long a connection closed with [`Conn::close`] may take to deliver what is queued and to
+/// see its client close too, before the socket is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Which connection an event is about: the smux stream id in mux mode, a counter in basic mode.
 pub type ConnId = u32;
@@ -39,7 +43,8 @@ pub enum ConnEvent {
 pub struct Conn {
     /// Bytes for the local socket. Dropping it half-closes the socket (after the queued bytes).
     pub to_local: Option<mpsc::Sender<Bytes>>,
-    task: JoinHandle<()>,
+    /// `None` once [`Conn::close`] let the task finish on its own.
+    task: Option<JoinHandle<()>>,
 }
 
 impl Conn {
@@ -65,20 +70,38 @@ impl Conn {
         });
         Conn {
             to_local: Some(to_local),
-            task,
+            task: Some(task),
         }
     }
 
-    /// Closes the socket now, both ways, without further events.
+    /// Closes the socket now, both ways, without further events. Unread bytes from the client
+    /// make the kernel reset the connection: for connections that must fail visibly.
     pub fn abort(self) {
         drop(self);
+    }
+
+    /// Closes the connection the way a server would: what is queued for the client is written,
+    /// then FIN; what the client still sends is read and discarded until it closes too (so the
+    /// kernel has no reason to answer with a reset), for at most [`CLOSE_GRACE`]. For when the
+    /// session under the connection is gone.
+    pub fn close(mut self) {
+        self.to_local = None;
+        let Some(task) = self.task.take() else { return };
+        let abort = task.abort_handle();
+        tokio::spawn(async move {
+            if tokio::time::timeout(CLOSE_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        });
     }
 }
 
 /// A connection never outlives its loop: dropping the handle closes the socket.
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -102,10 +125,23 @@ async fn upload(
             }
         };
         let last = !matches!(event, ConnEvent::Data(..));
-        if events.send(event).await.is_err() || last {
+        if events.send(event).await.is_err() {
+            // The loop is gone and the connection is closing (`Conn::close`): drain until the
+            // client closes its side, so that closing ours is a FIN, not a reset.
+            if !last {
+                discard_until_eof(&mut rd).await;
+            }
+            return;
+        }
+        if last {
             return;
         }
     }
+}
+
+async fn discard_until_eof(rd: &mut OwnedReadHalf) {
+    let mut sink = vec![0u8; READ_SIZE];
+    while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 async fn download(

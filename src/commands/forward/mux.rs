@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rssm_protocol::payload::Flag;
 use rssm_protocol::smux::{SmuxConfig, SmuxEvent, SmuxRole, SmuxSession, StreamId};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -41,10 +41,12 @@ struct Stream {
     remote_fin: bool,
 }
 
-/// Serves `listener` over the session until the user stops, the session ends, or smux fails.
+/// Serves `listener` over the session until the user stops, the session ends, or smux fails,
+/// starting with the connections `waiting` since before the session was ready.
 /// `keep_alive` turns on smux NOPs for agents that keep their own keep-alive on (§9.4.3).
 pub async fn serve<R: Reports>(
-    listener: TcpListener,
+    listener: &TcpListener,
+    waiting: Vec<TcpStream>,
     link: Link<'_, R>,
     ctx: &Ctx,
     keep_alive: bool,
@@ -63,6 +65,9 @@ pub async fn serve<R: Reports>(
         room: Arc::new(Notify::new()),
         ctx,
     };
+    for socket in waiting {
+        mux.adopt(socket);
+    }
     mux.run(listener, link, events).await
 }
 
@@ -82,7 +87,7 @@ struct Mux<'a> {
 impl Mux<'_> {
     async fn run<R: Reports>(
         &mut self,
-        listener: TcpListener,
+        listener: &TcpListener,
         link: Link<'_, R>,
         mut events: mpsc::Receiver<ConnEvent>,
     ) -> Stop {
@@ -134,27 +139,9 @@ impl Mux<'_> {
                 }
                 accepted = listener.accept(), if accepting => match accepted {
                     Ok((socket, peer)) => {
+                        tracing::debug!(%peer, "connection accepted");
                         accept_after = None;
-                        match self.smux.open_stream() {
-                            Ok(id) => {
-                                tracing::debug!(%peer, stream = id.0, "connection accepted");
-                                self.ctx.counters.opened();
-                                self.ctx.on_accept(false);
-                                let conn = Conn::spawn(
-                                    id.0,
-                                    socket,
-                                    self.events_tx.clone(),
-                                    self.room.clone(),
-                                    self.ctx.counters.clone(),
-                                );
-                                self.streams.insert(id, Stream { conn, bytes_down: 0, remote_fin: false });
-                            }
-                            Err(e) => {
-                                // Only GoAway (ids exhausted after ~2 billion connections) or a
-                                // dead session get here; the latter is reported by its event.
-                                self.ctx.console.line(&format!("rssm: cannot open a stream for {peer}: {e}"));
-                            }
-                        }
+                        self.adopt(socket);
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -165,6 +152,43 @@ impl Mux<'_> {
                 _ = sleep_until_opt(timer), if timer.is_some() => {
                     self.smux.handle_timeout(Instant::now().into_std());
                 }
+            }
+        }
+    }
+
+    /// Serves a new local connection as a new smux stream.
+    fn adopt(&mut self, socket: TcpStream) {
+        match self.smux.open_stream() {
+            Ok(id) => {
+                tracing::debug!(stream = id.0, "stream opened");
+                self.ctx.counters.opened();
+                self.ctx.on_accept(false);
+                let conn = Conn::spawn(
+                    id.0,
+                    socket,
+                    self.events_tx.clone(),
+                    self.room.clone(),
+                    self.ctx.counters.clone(),
+                );
+                self.streams.insert(
+                    id,
+                    Stream {
+                        conn,
+                        bytes_down: 0,
+                        remote_fin: false,
+                    },
+                );
+            }
+            Err(e) => {
+                // Only GoAway (ids exhausted after ~2 billion connections) or a dead session get
+                // here; the latter is reported by its event.
+                let peer = socket
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                self.ctx
+                    .console
+                    .line(&format!("rssm: cannot open a stream for {peer}: {e}"));
             }
         }
     }
@@ -310,10 +334,11 @@ impl Mux<'_> {
     }
 }
 
-/// Leaving the loop closes every connection (dropping a [`Conn`] closes its socket).
+/// Leaving the loop closes every connection cleanly: what the agent sent is delivered, then FIN.
 impl Drop for Mux<'_> {
     fn drop(&mut self) {
-        for _ in self.streams.drain() {
+        for (_, stream) in self.streams.drain() {
+            stream.conn.close();
             self.ctx.counters.closed();
         }
     }

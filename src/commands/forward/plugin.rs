@@ -52,7 +52,7 @@ pub async fn run_plugin(
         Mode::Basic { .. } => print_stdout(&format!("Port {port} opened for sessionId {id}.\n")),
     };
     let outcome = {
-        let serve = tunnel::forward_connected(&mut conn, listener, &ctx, &mut stopped, announce);
+        let serve = tunnel::forward_connected(&mut conn, &listener, &ctx, &mut stopped, announce);
         tokio::pin!(serve);
         loop {
             tokio::select! {

@@ -1,7 +1,8 @@
 //! One forward from start to end: start its session for a listener that is already bound, wait
 //! for the handshake, pick multiplexed or basic mode from the agent's version (§9.4), serve, and
-//! close the session cleanly. The drop-in plugin enters halfway, with a session the AWS CLI
-//! started ([`forward_connected`]).
+//! close the session cleanly — or, when the session is gone for good, start the next one on the
+//! same listener ([`restart`]). The drop-in plugin enters halfway, with a session the AWS CLI
+//! started ([`forward_connected`]); it ends with its session, as the official plugin does.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -15,10 +16,12 @@ use anyhow::{anyhow, Result};
 use rssm_protocol::handshake::{agent_disables_smux_keepalive, agent_supports_mux};
 use rssm_protocol::payload::Flag;
 use rssm_protocol::{SessionType, SessionTypeInfo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::held::Held;
+use super::restart::{self, Backoff};
 use super::spec::ForwardSpec;
 use super::status::{Console, Counters};
 use super::{basic, mux};
@@ -166,7 +169,12 @@ pub enum Mode {
 }
 
 /// Runs one forward of `rssm forward`. `Ok` when it stopped because the user asked; otherwise
-/// the error says why the session ended or failed.
+/// the error says why it could not go on.
+///
+/// The first session must start: a wrong target, document or credentials fail the command at
+/// once. After that the listener stays open whatever happens to the session: when one is gone
+/// for good, its connections are closed (FIN) and a new session is started
+/// ([`next_session`]), while new local connections wait for it ([`Held`]).
 pub async fn run(
     tunnel: Tunnel,
     console: Console,
@@ -181,11 +189,164 @@ pub async fn run(
         listener,
     } = tunnel;
     let local = listener.local_addr()?;
-    let params = spec.parameters(local.port());
-    let mut conn = connect(&aws, &target, Some(spec.document()), params, &session).await?;
-    let id = conn.started.session_id.clone();
     let ctx = Ctx::new(console, counters, spec.remote().to_string(), Voice::Rssm);
-    let announce = |mode: &Mode| {
+    let starter = Starter {
+        aws,
+        target,
+        session,
+        spec,
+        local,
+    };
+    let (mut conn, mut mode) = match starter.start(&mut shutdown, &ctx.console).await {
+        Ok(Some(ready)) => ready,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(e.error),
+    };
+    starter.announce(&ctx, &conn, &mode);
+    let mut held = Held::default();
+    let mut backoff: Option<Backoff> = None;
+    loop {
+        let id = conn.started.session_id.clone();
+        let began = Instant::now();
+        let stop = serve(
+            &mut conn,
+            &mode,
+            &listener,
+            held.take(),
+            &ctx,
+            &mut shutdown,
+        )
+        .await;
+        tracing::debug!(session = %id, ?stop, "forward stopping");
+        let why = match stop {
+            Stop::Shutdown => {
+                finish(&mut conn).await;
+                terminate(&conn).await;
+                return Ok(());
+            }
+            Stop::Ended(End::Closed { reason }) if reason.is_empty() => {
+                "closed by the service".to_owned()
+            }
+            Stop::Ended(End::Closed { reason }) => format!("closed by the service: {reason}"),
+            Stop::Ended(End::Failed(reason)) => reason,
+            Stop::Ended(End::Finished) => "finished".to_owned(),
+            Stop::Failed(why) => {
+                finish(&mut conn).await;
+                why
+            }
+        };
+        terminate(&conn).await;
+        drop(conn);
+        ctx.console.info(&format!(
+            "rssm: session {id} ended ({why}); starting a new one…"
+        ));
+        let (lived, now) = (began.elapsed(), Instant::now());
+        let backoff = match &mut backoff {
+            Some(b) => {
+                b.session_ended(lived, now);
+                b
+            }
+            None => backoff.insert(Backoff::after_session(lived, now)),
+        };
+        let next = held
+            .while_holding(&listener, next_session(&starter, backoff, &shutdown, &ctx))
+            .await?;
+        let Some(ready) = next else { return Ok(()) };
+        (conn, mode) = ready;
+        let waiting = match held.len() {
+            0 => String::new(),
+            1 => " (1 connection waited for it)".to_owned(),
+            n => format!(" ({n} connections waited for it)"),
+        };
+        ctx.console.info(&format!(
+            "rssm: forwarding again via session {}{waiting}",
+            conn.started.session_id
+        ));
+    }
+}
+
+/// Starts sessions for one forward.
+struct Starter {
+    aws: Aws,
+    target: String,
+    session: SessionArgs,
+    spec: ForwardSpec,
+    local: SocketAddr,
+}
+
+/// Why a session could not be started.
+struct StartError {
+    error: anyhow::Error,
+    /// Trying again cannot help (see [`restart::is_permanent`]).
+    permanent: bool,
+}
+
+impl StartError {
+    fn transient(why: String) -> StartError {
+        StartError {
+            error: anyhow!(why),
+            permanent: false,
+        }
+    }
+}
+
+impl Starter {
+    /// StartSession, the handshake and the mode: a session ready to serve. `None` when the user
+    /// stopped meanwhile (the half-started session is ended).
+    async fn start(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        console: &Console,
+    ) -> Result<Option<(Connected, Mode)>, StartError> {
+        let params = self.spec.parameters(self.local.port());
+        let document = Some(self.spec.document());
+        let mut conn = connect(&self.aws, &self.target, document, params, &self.session)
+            .await
+            .map_err(|error| StartError {
+                permanent: restart::is_permanent(&error),
+                error,
+            })?;
+        let id = conn.started.session_id.clone();
+        // Agent data waits, unacknowledged, until a local connection can take it (§9.4, §14.15).
+        let _ = conn.handle.input.send(Input::Ready(false)).await;
+        let info = match handshake(&mut conn, shutdown, console).await {
+            Ok(info) => info,
+            Err(Stop::Shutdown) => {
+                finish(&mut conn).await;
+                terminate(&conn).await;
+                return Ok(None);
+            }
+            Err(Stop::Ended(end)) => {
+                terminate(&conn).await;
+                return Err(StartError::transient(format!(
+                    "session {id} {}",
+                    ended_early(&end)
+                )));
+            }
+            Err(Stop::Failed(why)) => {
+                finish(&mut conn).await;
+                terminate(&conn).await;
+                return Err(StartError::transient(format!("session {id}: {why}")));
+            }
+        };
+        match mode(info.as_ref()) {
+            Ok(mode) => Ok(Some((conn, mode))),
+            Err(why) => {
+                finish(&mut conn).await;
+                terminate(&conn).await;
+                // The document's session type does not change: no point in retrying.
+                Err(StartError {
+                    error: anyhow!("session {id}: {why}"),
+                    permanent: true,
+                })
+            }
+        }
+    }
+
+    /// The `Forwarding …` line of a forward's first session.
+    fn announce(&self, ctx: &Ctx, conn: &Connected, mode: &Mode) {
+        let local = self.local;
+        let (target, id) = (&self.target, &conn.started.session_id);
         let mut line = format!("Forwarding {local} -> {} via {target} ({id})", ctx.remote);
         if let Mode::Basic { agent_version } = mode {
             line.push_str(&format!(
@@ -193,40 +354,75 @@ pub async fn run(
             ));
         }
         // With LPORT 0 the user cannot do without the chosen port, even with --quiet.
-        if spec.local_port == 0 {
+        if self.spec.local_port == 0 {
             ctx.console.line(&line);
         } else {
             ctx.console.info(&line);
         }
-    };
-    let stop = forward_connected(&mut conn, listener, &ctx, &mut shutdown, announce).await;
-    tracing::debug!(session = %id, ?stop, "forward stopping");
-    let result = match stop {
-        Stop::Shutdown => {
-            finish(&mut conn).await;
-            Ok(())
+    }
+}
+
+/// How a session that ended before its handshake completed is described.
+fn ended_early(end: &End) -> String {
+    match end {
+        End::Closed { reason } if reason.is_empty() => "was closed by the service".into(),
+        End::Closed { reason } => format!("was closed by the service: {reason}"),
+        End::Failed(reason) => format!("failed: {reason}"),
+        End::Finished => "ended".into(),
+    }
+}
+
+/// Starts a new session after one was lost, pacing the attempts with `backoff`. `Ok(None)` when
+/// the user stopped meanwhile; an error when retrying cannot help or patience ran out.
+async fn next_session(
+    starter: &Starter,
+    backoff: &mut Backoff,
+    shutdown: &watch::Receiver<bool>,
+    ctx: &Ctx,
+) -> Result<Option<(Connected, Mode)>> {
+    let mut shutdown = shutdown.clone();
+    let mut last_error = None;
+    loop {
+        let Some(delay) = backoff.next_delay(Instant::now()) else {
+            let why = last_error.map_or_else(String::new, |e: anyhow::Error| {
+                format!(": {}", crate::one_line(&e))
+            });
+            return Err(anyhow!(
+                "no working session for {} after {} s of trying; giving up{why}",
+                starter.target,
+                backoff.outage(Instant::now()).as_secs()
+            ));
+        };
+        if *shutdown.borrow() {
+            return Ok(None);
         }
-        Stop::Ended(End::Closed { reason }) if reason.is_empty() => {
-            Err(anyhow!("session {id} was closed by the service"))
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return Ok(None),
         }
-        Stop::Ended(End::Closed { reason }) => {
-            Err(anyhow!("session {id} was closed by the service: {reason}"))
+        match starter.start(&mut shutdown, &ctx.console).await {
+            Ok(ready) => return Ok(ready),
+            Err(e) if e.permanent => return Err(e.error),
+            Err(e) => {
+                backoff.attempt_failed();
+                let next = backoff.next_delay(Instant::now()).map_or_else(
+                    || "giving up".to_owned(),
+                    |d| format!("retrying in {} s", d.as_secs()),
+                );
+                ctx.console.info(&format!(
+                    "rssm: cannot start a new session: {}; {next}",
+                    crate::one_line(&e.error)
+                ));
+                last_error = Some(e.error);
+            }
         }
-        Stop::Ended(End::Failed(reason)) => Err(anyhow!("session {id} failed: {reason}")),
-        Stop::Ended(End::Finished) => Err(anyhow!("session {id} ended")),
-        Stop::Failed(why) => {
-            finish(&mut conn).await;
-            Err(anyhow!("session {id}: {why}"))
-        }
-    };
-    terminate(&conn).await;
-    result
+    }
 }
 
 /// Serves `listener` over a connected session: handshake, mode, `announce`, serve.
 pub async fn forward_connected(
     conn: &mut Connected,
-    listener: TcpListener,
+    listener: &TcpListener,
     ctx: &Ctx,
     shutdown: &mut watch::Receiver<bool>,
     announce: impl FnOnce(&Mode),
@@ -242,6 +438,19 @@ pub async fn forward_connected(
         Err(why) => return Stop::Failed(why),
     };
     announce(&mode);
+    serve(conn, &mode, listener, Vec::new(), ctx, shutdown).await
+}
+
+/// Serves `listener` over a session whose handshake is done, starting with the connections
+/// that `waiting` for it.
+async fn serve(
+    conn: &mut Connected,
+    mode: &Mode,
+    listener: &TcpListener,
+    waiting: Vec<TcpStream>,
+    ctx: &Ctx,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Stop {
     let link = Link {
         input: &conn.handle.input,
         output: &mut conn.handle.output,
@@ -250,9 +459,9 @@ pub async fn forward_connected(
     match mode {
         Mode::Mux { keep_alive } => {
             let _ = link.input.send(Input::Ready(true)).await;
-            mux::serve(listener, link, ctx, keep_alive).await
+            mux::serve(listener, waiting, link, ctx, *keep_alive).await
         }
-        Mode::Basic { .. } => basic::serve(listener, link, ctx).await,
+        Mode::Basic { .. } => basic::serve(listener, waiting, link, ctx).await,
     }
 }
 
