@@ -304,6 +304,29 @@ fn pause_publication_holds_new_data_and_expires_for_a_client() {
 }
 
 #[test]
+fn a_paused_session_does_not_ask_to_wake_for_retransmissions_it_will_not_send() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.send(PayloadType::Output, Bytes::from_static(b"k"))
+        .unwrap();
+    assert!(c.poll_transmit(t0).is_some());
+    let later = t0 + Duration::from_millis(500);
+    c.handle_frame(control_frame(MessageType::PausePublication, b"x"), later)
+        .unwrap();
+    // The retransmission fell due at t0 + 200 ms, but while paused the next wake-up is the
+    // pause expiry, not a deadline already in the past (which would make a driver spin).
+    assert_eq!(c.poll_timeout(), Some(later + Duration::from_secs(1)));
+    assert!(c.poll_transmit(later).is_none());
+    let mut a = agent(t0);
+    a.send(PayloadType::Output, Bytes::from_static(b"k"))
+        .unwrap();
+    assert!(a.poll_transmit(t0).is_some());
+    a.handle_frame(control_frame(MessageType::PausePublication, b"x"), later)
+        .unwrap();
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
 fn silent_peer_makes_the_client_give_up_with_a_clear_reason() {
     let t0 = Instant::now();
     let mut c = client(t0);

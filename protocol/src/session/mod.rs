@@ -624,7 +624,12 @@ impl Session {
         if self.closed {
             return None;
         }
-        let retransmit = self.outgoing.next_retransmit();
+        // While paused nothing is retransmitted, so a due retransmission is no reason to wake:
+        // reporting it would make a driver spin until the pause ends.
+        let retransmit = match self.paused_until {
+            None => self.outgoing.next_retransmit(),
+            Some(_) => None,
+        };
         let give_up = self
             .config
             .give_up_after
