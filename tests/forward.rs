@@ -512,6 +512,35 @@ fn connections_wait_while_the_agent_restarts_and_are_served_by_the_next_session(
     assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
 }
 
+#[test]
+fn ctrl_c_while_waiting_for_a_new_session_exits_zero_and_closes_waiting_connections() {
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            agent_restart_after: Some(Duration::from_millis(500)),
+            agent_restart_for: Duration::from_secs(60),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    fwd.wait_line("a retry", |l| l.contains("cannot start a new session"));
+    let mut waiting = connect(f.local);
+    waiting
+        .write_all(b"anyone?")
+        .expect("accepted while waiting");
+    fwd.interrupt();
+    let status = fwd.wait_exit();
+    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    let mut buf = [0u8; 8];
+    assert!(
+        matches!(waiting.read(&mut buf), Ok(0) | Err(_)),
+        "the waiting connection is closed"
+    );
+    TcpListener::bind(f.local).expect("the port is free again");
+}
+
 /// The service closes a session after 20 minutes without stream data in either direction, and
 /// websocket pings do not count (PROTOCOL.md §5.5); rssm pings only to keep the websocket and
 /// any NAT on the way alive, it does not fake traffic to defeat the idle timeout. So an idle

@@ -282,10 +282,10 @@ struct StartError {
 }
 
 impl StartError {
-    fn transient(why: String) -> StartError {
+    fn new(error: anyhow::Error) -> StartError {
         StartError {
-            error: anyhow!(why),
-            permanent: false,
+            permanent: restart::is_permanent(&error),
+            error,
         }
     }
 }
@@ -302,10 +302,7 @@ impl Starter {
         let document = Some(self.spec.document());
         let mut conn = connect(&self.aws, &self.target, document, params, &self.session)
             .await
-            .map_err(|error| StartError {
-                permanent: restart::is_permanent(&error),
-                error,
-            })?;
+            .map_err(StartError::new)?;
         let id = conn.started.session_id.clone();
         // Agent data waits, unacknowledged, until a local connection can take it (§9.4, §14.15).
         let _ = conn.handle.input.send(Input::Ready(false)).await;
@@ -318,7 +315,7 @@ impl Starter {
             }
             Err(Stop::Ended(end)) => {
                 terminate(&conn).await;
-                return Err(StartError::transient(format!(
+                return Err(StartError::new(anyhow!(
                     "session {id} {}",
                     ended_early(&end)
                 )));
@@ -326,7 +323,7 @@ impl Starter {
             Err(Stop::Failed(why)) => {
                 finish(&mut conn).await;
                 terminate(&conn).await;
-                return Err(StartError::transient(format!("session {id}: {why}")));
+                return Err(StartError::new(anyhow!("session {id}: {why}")));
             }
         };
         match mode(info.as_ref()) {
