@@ -39,10 +39,11 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rssm-soak.XXXXXX")"
 pids=()
+keep=""
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "$keep" ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -224,5 +225,6 @@ if grep -v -e 'Forwarding' -e 'reconnecting' -e 'resumed after' -e 'DEBUG' -e 'I
   grep -v -e 'Forwarding' -e 'reconnecting' -e 'resumed after' -e 'DEBUG' -e 'INFO' \
     "$work/rssm.log" | tail -20 | sed 's/^/  /'
 fi
-if [ "$status" = 0 ]; then echo "SOAK OK"; else echo "SOAK FAILED"; fi
+kill -0 "${pids[0]}" 2>/dev/null || echo "the simulator is gone (see sim.log)"
+if [ "$status" = 0 ]; then echo "SOAK OK"; else echo "SOAK FAILED"; keep=1; fi
 exit "$status"
