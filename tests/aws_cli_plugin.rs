@@ -17,9 +17,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::ecs_front::{ecs_task, EcsFront};
-use common::sshd::{require, run_bounded, ssh_opts, start_sshd};
+use common::run_bounded;
+use common::sshd::{require, ssh_opts, start_sshd};
+use common::term::Term;
 use common::{rssm_path, Sim, TempDir, DEMO};
-use expectrl::{Regex, WaitStatus};
 use rssm_sim::state::SessionStatus;
 use rssm_sim::SimConfig;
 use sha2::{Digest, Sha256};
@@ -279,91 +280,6 @@ fn plugin_argv(pgid: u32) -> Vec<String> {
     }
 }
 
-/// A process on a PTY (expectrl). expectrl's own `expect` spins on non-blocking reads and
-/// would starve the CLI, rssm and the simulator on 2 cores, so [`Pty::expect`] polls gently.
-struct Pty {
-    session: expectrl::Session,
-    seen: Vec<u8>,
-}
-
-impl Pty {
-    fn spawn(cmd: Command) -> Pty {
-        Pty {
-            session: expectrl::Session::spawn(cmd).expect("spawn on a PTY"),
-            seen: Vec::new(),
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.seen).into_owned()
-    }
-
-    /// Waits up to [`WAIT`] for `re`; returns everything up to and including it.
-    fn expect(&mut self, re: &str) -> String {
-        let start = Instant::now();
-        loop {
-            match self.session.check(Regex(re)) {
-                Ok(c) if !c.is_empty() => {
-                    self.seen.extend_from_slice(c.as_bytes());
-                    return String::from_utf8_lossy(c.as_bytes()).into_owned();
-                }
-                // A PTY master may read as end-of-file for a moment; the deadline decides.
-                Ok(_) | Err(expectrl::Error::Eof) => {}
-                Err(e) => panic!("waiting for {re:?}: {e}; output {:?}", self.text()),
-            }
-            if start.elapsed() > WAIT {
-                self.drain();
-                panic!("no {re:?} within {WAIT:?}; output {:?}", self.text());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        self.session.send(text).expect("write to the PTY");
-    }
-
-    fn drain(&mut self) {
-        while let Ok(c) = self.session.check(Regex("(?s).+")) {
-            if c.is_empty() {
-                break;
-            }
-            self.seen.extend_from_slice(c.as_bytes());
-        }
-    }
-
-    /// Waits (reading output meanwhile) for the process to exit; returns its exit status.
-    fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let start = Instant::now();
-        loop {
-            self.drain();
-            match self.session.get_process().status() {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    self.drain();
-                    return code;
-                }
-                Ok(WaitStatus::StillAlive) => {}
-                other => panic!("unexpected status {other:?}; output {:?}", self.text()),
-            }
-            assert!(
-                start.elapsed() < limit,
-                "still running after {limit:?}; output {:?}",
-                self.text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        // The PTY's child leads its own session and process group: take the plugin down too.
-        let pid = self.session.get_process().pid().as_raw();
-        // SAFETY: kill(2) on the process group of our own child.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Simulator views, TCP helpers
 
@@ -557,7 +473,7 @@ fn aws_ssm_start_session_runs_a_shell_on_a_pty() {
         ..SimConfig::default()
     });
     let plugin = install_plugin();
-    let mut term = Pty::spawn(start_session(&sim, &plugin.0, &[]));
+    let mut term = Term::spawn(start_session(&sim, &plugin.0, &[]));
     term.expect("Starting session with SessionId: ");
     term.expect(r"[#$] $");
     term.send("echo cli-$((6*7))\r");
@@ -582,7 +498,7 @@ fn aws_ssm_start_session_runs_a_kms_encrypted_shell() {
         ..SimConfig::default()
     });
     let plugin = install_plugin();
-    let mut term = Pty::spawn(start_session(&sim, &plugin.0, &[]));
+    let mut term = Term::spawn(start_session(&sim, &plugin.0, &[]));
     term.expect("Starting session with SessionId: ");
     term.expect("This session is encrypted using AWS KMS.");
     term.expect(r"[#$] $");
@@ -725,7 +641,7 @@ fn aws_ecs_execute_command_runs_the_command_in_the_container() {
     cmd.args(["ecs", "execute-command", "--endpoint-url", &front.endpoint])
         .args(["--cluster", &cluster, "--task", &task, "--container", "web"])
         .args(["--interactive", "--command", "echo ecs-$((6*7))"]);
-    let mut term = Pty::spawn(cmd);
+    let mut term = Term::spawn(cmd);
     // The CLI's install check (the plugin without arguments), then the session.
     term.expect("The Session Manager plugin was installed successfully");
     term.expect("Starting session with SessionId: ");

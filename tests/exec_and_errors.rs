@@ -6,33 +6,10 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{rssm, Sim, DEMO};
+use common::{rssm, run_bounded, Sim, DEMO};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs with a deadline so a hang fails the test instead of blocking CI; output is read while
-/// the child runs, so a chatty child cannot block on a full pipe.
-fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> Output {
-    cmd.stdin(std::process::Stdio::null());
-    cmd.stdout(std::process::Stdio::piped());
-    cmd.stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().expect("rssm starts");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for rssm"),
-        Err(_) => {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let out = rx.recv().unwrap().unwrap();
-            panic!("rssm hung for {limit:?}; stderr: {}", stderr(&out));
-        }
-    }
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::term::Term;
 use common::{Sim, DEMO};
-use expectrl::{Regex, Session, WaitStatus};
 use rssm_sim::documents::ENCRYPTED_COMMAND_DOCUMENT;
 use rssm_sim::{FaultConfig, SimConfig};
 
@@ -111,77 +111,6 @@ fn assert_one_clear_line(out: &Output, needles: &[&str]) {
     }
 }
 
-/// `rssm shell` on a PTY. expectrl's own `expect` spins on non-blocking reads, so this polls
-/// with `check` and a short sleep instead (as tests/shell.rs does).
-struct Term {
-    session: Session,
-    seen: Vec<u8>,
-}
-
-impl Term {
-    fn spawn(cmd: Command) -> Term {
-        Term {
-            session: Session::spawn(cmd).expect("spawn on a PTY"),
-            seen: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, s: &str) {
-        self.session.send(s).expect("write to the PTY");
-    }
-
-    fn expect(&mut self, re: &str) -> String {
-        let start = Instant::now();
-        loop {
-            match self.session.check(Regex(re)) {
-                Ok(c) if !c.is_empty() => {
-                    self.seen.extend_from_slice(c.as_bytes());
-                    return text(c.as_bytes());
-                }
-                Ok(_) | Err(expectrl::Error::Eof) => {}
-                Err(e) => panic!("waiting for {re:?}: {e}; output so far: {:?}", self.text()),
-            }
-            if start.elapsed() > STEP {
-                self.drain();
-                panic!("no {re:?} within {STEP:?}; output: {:?}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Ok(c) = self.session.check(Regex("(?s).+")) {
-            if c.is_empty() {
-                break;
-            }
-            self.seen.extend_from_slice(c.as_bytes());
-        }
-    }
-
-    fn text(&self) -> String {
-        text(&self.seen)
-    }
-
-    fn wait_exit(&mut self) -> i32 {
-        let start = Instant::now();
-        loop {
-            self.drain();
-            match self.session.get_process().status() {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    self.drain();
-                    return code;
-                }
-                Ok(WaitStatus::StillAlive) => {}
-                other => panic!("unexpected status {other:?}; output: {:?}", self.text()),
-            }
-            if start.elapsed() > STEP {
-                panic!("still running after {STEP:?}; output: {:?}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 #[test]
 fn kms_shell_on_a_terminal_says_encrypted_runs_commands_and_exits() {
     let sim = sim_with_shell_key("alias/rssm-kms-test");
@@ -195,7 +124,7 @@ fn kms_shell_on_a_terminal_says_encrypted_runs_commands_and_exits() {
     t.send("echo hello-$((6*7))\r");
     t.expect("hello-42");
     t.send("exit\r");
-    assert_eq!(t.wait_exit(), 0, "{}", t.text());
+    assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
     assert!(t.text().contains("session closed"), "{}", t.text());
 }
 

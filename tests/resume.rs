@@ -6,33 +6,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Sim, DEMO};
+use common::term::{Term, STEP};
+use common::{run_bounded, Sim, DEMO};
 use rssm_sim::{FaultConfig, SimConfig};
 use sha2::{Digest, Sha256};
-
-fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().expect("rssm starts");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let out = rx.recv().unwrap().unwrap();
-            panic!("hung; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-}
 
 fn killing_sim(faults: FaultConfig) -> Sim {
     Sim::with_config(SimConfig {
@@ -285,4 +265,40 @@ fn exec_ends_with_255_and_says_why_when_the_session_is_gone_for_good() {
         last.starts_with("rssm: ") && last.contains("cannot be resumed"),
         "stderr {lines:?}"
     );
+}
+
+#[test]
+fn a_shell_command_typed_across_a_websocket_kill_runs_once_and_its_output_arrives_once() {
+    // The gateway drops the client's websocket 3 s after the data channel opens, once.
+    let sim = Sim::with_config(SimConfig {
+        shell: Some("/bin/sh".into()),
+        faults: FaultConfig {
+            kill_after: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", DEMO]);
+    let mut t = Term::spawn(cmd);
+    t.expect(r"[#$] $");
+    // A counter in the remote shell: a command that ran twice would print run-2.
+    t.send("n=0; PS1='rssm''-ps> '\r");
+    t.expect("rssm-ps> $");
+    t.expect("reconnecting");
+    // Typed while the websocket is down: held, then sent once on the resumed session.
+    t.send("n=$((n+1)); echo run-$n-$((6*7))\r");
+    t.expect("resumed after");
+    t.expect("rssm-ps> $");
+    // Typed after the resume.
+    t.send("n=$((n+1)); echo run-$n-$((6*7))\r");
+    t.expect("rssm-ps> $");
+    t.send("exit\r");
+    assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
+    let text = t.text();
+    // The echoed command line says `$((6*7))`; only the shell's output says 42.
+    assert_eq!(text.matches("run-1-42").count(), 1, "{text:?}");
+    assert_eq!(text.matches("run-2-42").count(), 1, "{text:?}");
+    assert!(!text.contains("run-3"), "{text:?}");
+    assert_eq!(text.matches("resumed after").count(), 1, "{text:?}");
 }

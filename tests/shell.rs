@@ -1,23 +1,15 @@
 //! `rssm shell` end to end: the real binary on a real PTY (expectrl) against an in-process
 //! simulator whose agent runs `/bin/sh` on a PTY of its own. Keys typed here travel
 //! PTY → rssm (raw mode) → data channel → simulated agent → remote PTY, and back.
-//!
-//! expectrl's own `expect` spins on non-blocking reads; on a 2-core machine running several of
-//! these at once that would starve rssm and the simulator, so [`Term::expect`] polls with
-//! `check` and a short sleep instead.
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::term::{Term, STEP};
 use common::{Sim, DEMO};
-use expectrl::{Regex, Session, WaitStatus};
 use rssm_sim::SimConfig;
-
-/// Longest wait for any one thing to appear (the agent alone waits 1 s before its first read).
-const STEP: Duration = Duration::from_secs(20);
 
 /// A simulator whose agent runs a plain POSIX shell, whatever `$SHELL` the tests run under.
 fn sim() -> Sim {
@@ -27,119 +19,25 @@ fn sim() -> Sim {
     })
 }
 
-/// A process on a PTY, with everything it printed so far kept for failure messages.
-struct Term {
-    session: Session,
-    seen: Vec<u8>,
+/// `rssm shell DEMO` on a fresh 80×24 PTY, returned once the remote prompt has appeared and
+/// been replaced by a recognisable one.
+fn shell(sim: &Sim) -> Term {
+    let mut cmd = sim.rssm();
+    cmd.args(["shell", DEMO]);
+    let mut t = Term::spawn(cmd);
+    t.expect(r"[#$] $");
+    set_prompt(&mut t);
+    t
 }
 
-impl Term {
-    fn spawn(cmd: Command) -> Term {
-        let session = Session::spawn(cmd).expect("spawn on a PTY");
-        Term {
-            session,
-            seen: Vec::new(),
-        }
-    }
+/// `PS1=rssm-ps> `; written so that the echoed command line does not look like the prompt.
+fn set_prompt(t: &mut Term) {
+    t.send("PS1='rssm''-ps> '\r");
+    prompt(t);
+}
 
-    /// `rssm shell DEMO` on a fresh 80×24 PTY, returned once the remote prompt has appeared
-    /// and been replaced by a recognisable one.
-    fn shell(sim: &Sim) -> Term {
-        let mut cmd = sim.rssm();
-        cmd.args(["shell", DEMO]);
-        let mut t = Term::spawn(cmd);
-        t.expect(r"[#$] $");
-        t.set_prompt();
-        t
-    }
-
-    /// `PS1=rssm-ps> `; written so that the echoed command line does not look like the prompt.
-    fn set_prompt(&mut self) {
-        self.send("PS1='rssm''-ps> '\r");
-        self.prompt();
-    }
-
-    fn prompt(&mut self) {
-        self.expect("rssm-ps> $");
-    }
-
-    fn send(&mut self, text: impl AsRef<[u8]>) {
-        self.session.send(text).expect("write to the PTY");
-    }
-
-    fn pid(&self) -> i32 {
-        self.session.get_process().pid().as_raw()
-    }
-
-    /// Waits up to [`STEP`] for `re` in the output; returns everything up to and including it.
-    fn expect(&mut self, re: &str) -> String {
-        let start = Instant::now();
-        loop {
-            match self.session.check(Regex(re)) {
-                Ok(c) if !c.is_empty() => {
-                    self.seen.extend_from_slice(c.as_bytes());
-                    return String::from_utf8_lossy(c.as_bytes()).into_owned();
-                }
-                // A PTY master can read as end-of-file for a moment (expectrl: "the read may
-                // succeed later"); the deadline decides.
-                Ok(_) | Err(expectrl::Error::Eof) => {}
-                Err(e) => panic!("waiting for {re:?}: {e}; output so far: {:?}", self.text()),
-            }
-            if start.elapsed() > STEP {
-                self.drain();
-                panic!("no {re:?} within {STEP:?}; output: {:?}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Reads whatever is available without waiting.
-    fn drain(&mut self) {
-        while let Ok(c) = self.session.check(Regex("(?s).+")) {
-            if c.is_empty() {
-                break;
-            }
-            self.seen.extend_from_slice(c.as_bytes());
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.seen).into_owned()
-    }
-
-    /// Waits (reading output meanwhile) for the process to exit; returns its exit status.
-    fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let start = Instant::now();
-        loop {
-            self.drain();
-            match self.session.get_process().status() {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    self.drain();
-                    return code;
-                }
-                Ok(WaitStatus::StillAlive) => {}
-                other => panic!("unexpected status {other:?}; output: {:?}", self.text()),
-            }
-            if start.elapsed() > limit {
-                panic!("still running after {limit:?}; output: {:?}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The local flags of the PTY's terminal settings (the master reports the slave's).
-    fn lflags(&self) -> libc::tcflag_t {
-        let master = self
-            .session
-            .get_process()
-            .get_raw_handle()
-            .expect("PTY master");
-        // SAFETY: tcgetattr writes a termios into the zeroed struct; the fd is open for the call.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::tcgetattr(master.as_raw_fd(), &mut t) };
-        assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
-        t.c_lflag
-    }
+fn prompt(t: &mut Term) {
+    t.expect("rssm-ps> $");
 }
 
 /// `sh -c SCRIPT` on a PTY with the simulator's environment and `$RSSM` naming the binary.
@@ -185,11 +83,11 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn prompt_appears_commands_run_and_exit_says_session_closed() {
     let sim = sim();
-    let mut t = Term::shell(&sim);
+    let mut t = shell(&sim);
     // The echoed command line says `$((6*7))`; only the remote shell's output says 42.
     t.send("echo hello-$((6*7))\r");
     t.expect("hello-42");
-    t.prompt();
+    prompt(&mut t);
     // The real agent never reports a shell's exit status for Standard_Stream (see
     // src/commands/shell.rs), so a clean close is 0 whatever the shell's status was.
     t.send("exit 3\r");
@@ -222,20 +120,17 @@ fn a_session_the_service_ends_says_why_and_restores_the_terminal() {
 #[test]
 fn initial_size_and_every_resize_reach_the_remote_pty() {
     let sim = sim();
-    let mut t = Term::shell(&sim);
+    let mut t = shell(&sim);
     t.send("stty size\r");
     t.expect("\n24 80\r?\n");
-    t.prompt();
-    t.session
-        .get_process_mut()
-        .set_window_size(132, 43)
-        .expect("resize the PTY");
+    prompt(&mut t);
+    t.resize(132, 43);
     // SIGWINCH → Size message → the agent resizes its PTY; give that a moment to land before
     // the keystrokes that ask for it (they travel on their own path).
     std::thread::sleep(Duration::from_millis(500));
     t.send("stty size\r");
     t.expect("\n43 132\r?\n");
-    t.prompt();
+    prompt(&mut t);
     t.send("exit\r");
     assert_eq!(t.wait_exit(STEP), 0);
 }
@@ -243,13 +138,13 @@ fn initial_size_and_every_resize_reach_the_remote_pty() {
 #[test]
 fn ctrl_c_interrupts_the_remote_command_not_rssm() {
     let sim = sim();
-    let mut t = Term::shell(&sim);
+    let mut t = shell(&sim);
     t.send("sleep 30\r");
     t.expect("sleep 30");
     std::thread::sleep(Duration::from_millis(700)); // let the remote shell start it
     let start = Instant::now();
     t.send("\x03");
-    t.prompt();
+    prompt(&mut t);
     t.send("echo after-$((1+1))\r");
     t.expect("after-2");
     assert!(
@@ -257,7 +152,7 @@ fn ctrl_c_interrupts_the_remote_command_not_rssm() {
         "the remote sleep was not interrupted: {:?}",
         start.elapsed()
     );
-    t.prompt();
+    prompt(&mut t);
     t.send("exit\r");
     assert_eq!(t.wait_exit(STEP), 0);
 }
@@ -265,24 +160,24 @@ fn ctrl_c_interrupts_the_remote_command_not_rssm() {
 #[test]
 fn ctrl_z_stops_the_remote_job_and_keys_arrive_byte_for_byte() {
     let sim = sim();
-    let mut t = Term::shell(&sim);
+    let mut t = shell(&sim);
     // Arrow keys, Ctrl-A and Ctrl-J (LF, which must not become CR) reach the remote program
     // unchanged; `od` shows them. Ctrl-D ends `od`'s input.
     t.send("od -An -tx1\r");
     t.expect("od -An -tx1\r\n");
     t.send("\x1b[A\x1b[D\x01\n\x04");
     t.expect("1b 5b 41 1b 5b 44 01 0a");
-    t.prompt();
+    prompt(&mut t);
     // Ctrl-Z stops the remote job (rssm itself is not suspended: the shell answers).
     t.send("sleep 30\r");
     t.expect("sleep 30");
     std::thread::sleep(Duration::from_millis(700));
     t.send("\x1a");
     t.expect("(?i)stopped");
-    t.prompt();
+    prompt(&mut t);
     t.send("kill -9 %1; echo killed-$((3*3))\r");
     t.expect("killed-9");
-    t.prompt();
+    prompt(&mut t);
     // dash may refuse the first `exit` ("You have stopped jobs.") until it has reaped the job.
     t.send("exit\r");
     std::thread::sleep(Duration::from_millis(300));
@@ -293,7 +188,7 @@ fn ctrl_z_stops_the_remote_job_and_keys_arrive_byte_for_byte() {
 #[test]
 fn a_large_paste_arrives_whole() {
     let sim = sim();
-    let mut t = Term::shell(&sim);
+    let mut t = shell(&sim);
     t.send("wc -c\r");
     t.expect("wc -c\r\n");
     // 3000 bytes in one write: rssm sends it as several ≤ 1024-byte messages.
@@ -301,7 +196,7 @@ fn a_large_paste_arrives_whole() {
     t.send(line.repeat(30));
     t.send("\x04");
     t.expect(r"\b3000\b");
-    t.prompt();
+    prompt(&mut t);
     t.send("exit\r");
     assert_eq!(t.wait_exit(STEP), 0);
 }
@@ -470,14 +365,14 @@ fn errors_before_the_session_leave_the_terminal_alone() {
 #[test]
 fn tilde_dot_after_a_newline_ends_the_session_and_tilde_question_lists_escapes() {
     let sim = sim();
-    let mut t = Term::shell(&sim);
+    let mut t = shell(&sim);
     // `~?` right after a newline lists the escapes locally; nothing reaches the remote.
     t.send("\r~?");
     t.expect(r"terminate the session");
     // A tilde inside a line is just a character.
     t.send("echo a~b\r");
     t.expect("a~b");
-    t.prompt();
+    prompt(&mut t);
     t.send("~.");
     assert_eq!(t.wait_exit(STEP), 255, "{}", t.text());
     assert!(
@@ -494,11 +389,11 @@ fn escape_none_sends_tilde_dot_to_the_remote() {
     cmd.args(["shell", "--escape", "none", "i-0123456789abcdef0"]);
     let mut t = Term::spawn(cmd);
     t.expect(r"[#$] $");
-    t.set_prompt();
+    set_prompt(&mut t);
     t.send("~.\r");
     // The shell gets `~.` as a command (not found) and stays open.
     t.expect(r"not found");
-    t.prompt();
+    prompt(&mut t);
     t.send("exit\r");
     assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
 }

@@ -7,7 +7,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::sshd::{require, run_bounded, ssh_opts, start_sshd, Sshd};
+use common::run_bounded;
+use common::sshd::{require, ssh_opts, start_sshd, Sshd};
 use common::{rssm_path, Sim, DEMO};
 use sha2::{Digest, Sha256};
 

@@ -113,31 +113,3 @@ pub fn ssh_opts(sshd: &Sshd, proxy_command: &str) -> Vec<String> {
         format!("ProxyCommand={proxy_command}"),
     ]
 }
-
-/// Runs `cmd` (stdin empty, output collected) in a process group of its own; after `limit` the
-/// whole group (the ProxyCommand and what it started too) is killed and the test fails.
-pub fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let child = cmd.spawn().expect("starts");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            // SAFETY: kill(2) on the process group of our own child.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            let out = rx.recv().unwrap().unwrap();
-            panic!(
-                "timed out after {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
