@@ -27,4 +27,16 @@ if ! aws --version >/dev/null 2>&1; then
   export PATH="$venv/bin:$PATH"
 fi
 
+# moto in server mode (PyPI): the EC2/VPC/IAM/STS APIs `rssm doctor` is tested against. The
+# tests start `moto_server` themselves and build each scenario with boto3 (moto's dependency).
+if ! moto_server --help >/dev/null 2>&1; then
+  venv="${RSSM_MOTO_VENV:-$PWD/target/moto-venv}"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "== installing moto into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'moto[server]'
+  fi
+  export PATH="$venv/bin:$PATH"
+fi
+
 exec cargo test --workspace --locked "$@"

@@ -85,6 +85,32 @@ impl Aws {
             .unwrap_or_default()
     }
 
+    /// The SSM client (`--endpoint-url` applied).
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        &self.ssm
+    }
+
+    /// An EC2 client from the same configuration: `AWS_ENDPOINT_URL_EC2` applies,
+    /// `--endpoint-url` does not (it names the SSM endpoint).
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config)
+    }
+
+    /// An ECS client (`AWS_ENDPOINT_URL_ECS`).
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.config)
+    }
+
+    /// An IAM client (`AWS_ENDPOINT_URL_IAM`).
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.config)
+    }
+
+    /// An STS client (`AWS_ENDPOINT_URL_STS`).
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.config)
+    }
+
     /// Current credentials, for signing the data-channel upgrade.
     pub async fn credentials(&self) -> Result<Credentials> {
         let provider = self.config.credentials_provider().ok_or_else(|| {
@@ -242,9 +268,13 @@ where
             let err = se.err();
             let code = err.code().unwrap_or("Error");
             let msg = err.message().unwrap_or("").trim();
+            let doctor;
             let hint = match code {
                 "TargetNotConnected" => {
-                    " (the agent on the target is not connected: run `rssm doctor` on it)"
+                    doctor = format!(
+                        " (the agent on the target is not connected; to see why, run: rssm doctor {subject})"
+                    );
+                    doctor.as_str()
                 }
                 "InvalidDocument" => " (check --document)",
                 "AccessDeniedException" => {

@@ -40,6 +40,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub alive_timeout: u64,
 
+    /// When a target name, tag or IP matches several instances, choose one in an interactive
+    /// fuzzy picker (on a terminal) instead of failing with the list.
+    #[arg(long, global = true)]
+    pub pick: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,6 +77,17 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Start a local simulator and open a shell on its demo instance: try rssm without AWS.
     Demo(DemoArgs),
+    /// List managed nodes with their EC2 Name, state, platform, agent version, ping status and
+    /// private IP, and running instances that never registered with SSM.
+    List {
+        /// `table` for people, `json` for tools.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Say why TARGET is unreachable through Session Manager and how to fix it: instance state,
+    /// agent registration, instance role, routes, VPC endpoints, security groups, network ACLs,
+    /// your credentials and permissions. Exit status 1 when a check fails.
+    Doctor(DoctorArgs),
     /// Be the AWS CLI's `session-manager-plugin` (what runs when rssm is invoked under that
     /// name): `rssm plugin RESPONSE REGION StartSession PROFILE REQUEST ENDPOINT`.
     #[command(disable_help_flag = true)]
@@ -102,6 +118,39 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The target argument of commands that take one, for name/tag/IP resolution.
+    pub fn target_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Command::Shell(a) => Some(&mut a.target),
+            Command::Exec(a) => Some(&mut a.target),
+            Command::Proxy(a) => Some(&mut a.host),
+            Command::Forward(a) => Some(&mut a.target),
+            _ => None,
+        }
+    }
+}
+
+/// How `list` and `doctor` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table (colours on a terminal).
+    #[default]
+    Table,
+    /// JSON on stdout.
+    Json,
+}
+
+/// `rssm doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The instance: id, Name tag, tag:KEY=VALUE, private IP or DNS name.
+    pub target: String,
+    /// `table` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
 /// Options shared by commands that start a session.
 #[derive(Debug, Args, Clone)]
 pub struct SessionArgs {
@@ -122,7 +171,8 @@ pub struct SessionArgs {
 /// `rssm shell`.
 #[derive(Debug, Args)]
 pub struct ShellArgs {
-    /// Instance id (`i-…`) or managed-node id (`mi-…`).
+    /// Instance id (`i-…`), managed-node id (`mi-…`), Name tag (`web-1`), `tag:KEY=VALUE`,
+    /// private IP, private DNS name, or `ecs:CLUSTER_TASK_RUNTIMEID`.
     pub target: String,
     /// Escape character, as in ssh: after a newline, `~.` ends the session, `~?` lists the
     /// escapes, `~~` sends `~`. `none` disables it; `^X` names a control character.
@@ -135,7 +185,8 @@ pub struct ShellArgs {
 /// `rssm exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Instance id (`i-…`) or managed-node id (`mi-…`).
+    /// Instance id (`i-…`), managed-node id (`mi-…`), Name tag (`web-1`), `tag:KEY=VALUE`,
+    /// private IP, private DNS name, or `ecs:CLUSTER_TASK_RUNTIMEID`.
     pub target: String,
     /// The command; several words are joined with spaces into one shell command line, as ssh does.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -147,7 +198,7 @@ pub struct ExecArgs {
 /// `rssm proxy`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// Instance id (ssh's %h).
+    /// Instance id, Name tag or private IP (ssh's %h).
     pub host: String,
     /// Port on the instance (ssh's %p).
     pub port: u16,
@@ -158,7 +209,8 @@ pub struct ProxyArgs {
 /// `rssm forward`.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// Instance id (`i-…`) or managed-node id (`mi-…`).
+    /// Instance id (`i-…`), managed-node id (`mi-…`), Name tag (`web-1`), `tag:KEY=VALUE`,
+    /// private IP, private DNS name, or `ecs:CLUSTER_TASK_RUNTIMEID`.
     pub target: String,
     /// Shorthand for `-L PORT:localhost:PORT`.
     pub port: Option<u16>,

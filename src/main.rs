@@ -4,7 +4,9 @@ mod aws;
 mod cli;
 mod commands;
 mod driver;
+mod inventory;
 mod plugin_args;
+mod targets;
 mod terminal;
 mod trace;
 mod transport;
@@ -89,7 +91,15 @@ fn run_plugin(args: Vec<String>) -> ExitCode {
     block_on(async move { commands::plugin::run(&args, false).await })
 }
 
-async fn run(cli: Cli) -> anyhow::Result<u8> {
+async fn run(mut cli: Cli) -> anyhow::Result<u8> {
+    // A Name tag, tag:K=V or IP becomes the instance id before any command sees it.
+    let (options, pick) = (cli.aws_options(), cli.pick);
+    if let Some(target) = cli.command.target_mut() {
+        if !targets::parse(target)?.is_id() {
+            let aws = aws::Aws::load(&options).await?;
+            *target = targets::resolve(&aws, target, pick).await?;
+        }
+    }
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "rssm", &mut std::io::stdout());
@@ -104,6 +114,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plugin { args } => commands::plugin::run(args, cli.quiet).await,
         Command::InstallPlugin { dir, force } => {
             commands::install_plugin::run(dir.as_deref(), *force, PLUGIN_NAME)
+        }
+        Command::List { output } => {
+            let aws = aws::Aws::load(&options).await?;
+            commands::list::run(&aws, *output).await
+        }
+        Command::Doctor(args) => {
+            let aws = aws::Aws::load(&options).await?;
+            commands::doctor::run(&aws, args, pick, options.endpoint_url.as_deref()).await
         }
         Command::Shell(args) => {
             commands::check_target(&args.target)?;

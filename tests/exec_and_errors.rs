@@ -90,9 +90,10 @@ fn unknown_target_is_a_clear_error() {
 #[test]
 fn malformed_target_is_refused_before_any_call() {
     let mut cmd = rssm();
-    cmd.args(["exec", "web server", "--", "true"]);
+    // Names, tags and IPs are targets too (looked up in EC2); a tag without a value is not.
+    cmd.args(["exec", "tag:web", "--", "true"]);
     let out = run_bounded(cmd, Duration::from_secs(10));
-    assert_one_line_error(&out, "not an instance id");
+    assert_one_line_error(&out, "expected tag:KEY=VALUE");
 }
 
 #[test]

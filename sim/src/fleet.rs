@@ -86,6 +86,9 @@ pub struct Target {
     /// When true, StartSession on this target answers `AccessDeniedException`.
     #[serde(default)]
     pub deny_sessions: bool,
+    /// EC2 instance state shown by DescribeInstances (`running`, `stopped`, …).
+    #[serde(default = "default_state")]
+    pub state: String,
 }
 
 fn default_agent_version() -> String {
@@ -99,6 +102,9 @@ fn default_platform_name() -> String {
 }
 fn default_platform_version() -> String {
     "2023".to_owned()
+}
+fn default_state() -> String {
+    "running".to_owned()
 }
 fn default_ip() -> String {
     "10.0.0.10".to_owned()
@@ -129,6 +135,7 @@ impl Target {
             computer_name: None,
             tags: BTreeMap::new(),
             deny_sessions: false,
+            state: default_state(),
         }
     }
 

@@ -122,6 +122,8 @@ impl Simulator {
                 "AWS_SECRET_ACCESS_KEY",
                 c.credentials.secret_access_key.clone(),
             ),
+            // Last, so readers of the first seven lines (older scripts) are unaffected.
+            ("AWS_ENDPOINT_URL_EC2", self.endpoint()),
         ]
     }
 

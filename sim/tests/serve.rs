@@ -27,7 +27,7 @@ fn serve(args: &[&str]) -> Served {
         .expect("rssm-sim runs");
     let stdout = child.stdout.take().unwrap();
     let mut env = Vec::new();
-    for line in BufReader::new(stdout).lines().take(7) {
+    for line in BufReader::new(stdout).lines().take(8) {
         let line = line.unwrap();
         let (k, v) = line
             .strip_prefix("export ")
@@ -55,6 +55,7 @@ fn serve_prints_the_client_environment() {
         "AWS_REGION",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL_EC2",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }

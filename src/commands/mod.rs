@@ -2,10 +2,12 @@
 //! session, run it, turn the outcome into an exit code.
 
 pub mod demo;
+pub mod doctor;
 pub mod escape;
 pub mod exec;
 pub mod forward;
 pub mod install_plugin;
+pub mod list;
 pub mod plugin;
 pub mod proxy;
 pub mod shell;

@@ -14,6 +14,7 @@ use crate::state::SimState;
 pub(super) fn call(state: &Arc<SimState>, op: &str, body: &[u8]) -> Result<Value, ApiError> {
     match op {
         "ExecuteCommand" => execute_command(state, parse(body)?),
+        "DescribeTasks" => describe_tasks(state, parse(body)?),
         other => Err(ApiError::lower(
             "UnknownOperationException",
             format!("Unknown operation AmazonEC2ContainerServiceV20141113.{other}"),
@@ -77,4 +78,46 @@ fn execute_command(state: &Arc<SimState>, input: ExecuteCommandInput) -> Result<
         },
         "taskArn": format!("arn:aws:ecs:{region}:{acct}:task/{cluster_name}/{task_id}"),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTasksInput {
+    cluster: Option<String>,
+    #[serde(default)]
+    tasks: Vec<String>,
+}
+
+/// DescribeTasks: each fleet task container as a running task with one container `app`, whose
+/// `runtimeId` completes the SSM target `ecs:<cluster>_<taskId>_<runtimeId>`.
+fn describe_tasks(state: &Arc<SimState>, input: DescribeTasksInput) -> Result<Value, ApiError> {
+    let cluster = input.cluster.unwrap_or_else(|| "default".to_owned());
+    let (region, acct) = (&state.config.region, &state.config.account_id);
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for task in &input.tasks {
+        match state
+            .config
+            .fleet
+            .find_ecs(&cluster, task)
+            .and_then(|t| t.ecs_parts())
+        {
+            Some((cluster_name, task_id, runtime)) => tasks.push(json!({
+                "clusterArn": format!("arn:aws:ecs:{region}:{acct}:cluster/{cluster_name}"),
+                "taskArn": format!("arn:aws:ecs:{region}:{acct}:task/{cluster_name}/{task_id}"),
+                "lastStatus": "RUNNING",
+                "enableExecuteCommand": true,
+                "containers": [{
+                    "name": "app",
+                    "runtimeId": runtime,
+                    "lastStatus": "RUNNING",
+                }],
+            })),
+            None => failures.push(json!({
+                "arn": format!("arn:aws:ecs:{region}:{acct}:task/{task}"),
+                "reason": "MISSING",
+            })),
+        }
+    }
+    Ok(json!({ "tasks": tasks, "failures": failures }))
 }

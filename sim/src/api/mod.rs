@@ -1,6 +1,8 @@
 //! The AWS JSON 1.1 API endpoint: SSM, ECS ExecuteCommand and KMS on one URL, dispatched by
-//! `X-Amz-Target`, every call SigV4-verified against the simulator's credentials.
+//! `X-Amz-Target`, every call SigV4-verified against the simulator's credentials. EC2 query
+//! requests (a form body, no `X-Amz-Target`) go to `ec2.rs`.
 
+mod ec2;
 mod ecs;
 mod kms;
 mod ssm;
@@ -102,6 +104,10 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::from_u64_pair(state.random_u64(), state.random_u64()).to_string();
+    // EC2's query protocol: a form body with no X-Amz-Target, XML back.
+    if !headers.contains_key("x-amz-target") && body.starts_with(b"Action=") {
+        return ec2::handle(&state, &method, &uri, &headers, &body, &request_id);
+    }
     let mut resp = match dispatch(&state, &method, &uri, &headers, &body).await {
         Ok(v) => {
             let mut r = (StatusCode::OK, json_bytes(&v)).into_response();

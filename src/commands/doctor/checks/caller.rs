@@ -1,0 +1,173 @@
+//! The caller's side (DOCTOR.md 8–10): valid credentials, permission to start sessions, and
+//! this machine's own reach to the SSM API.
+
+use super::{Check, Verdict};
+use crate::commands::doctor::facts::Facts;
+
+/// What a session needs from the caller.
+pub const SESSION_ACTIONS: [&str; 3] = [
+    "ssm:StartSession",
+    "ssm:TerminateSession",
+    "ssm:ResumeSession",
+];
+
+/// `credentials`.
+pub fn credentials(facts: &Facts) -> Check {
+    const NAME: &str = "credentials";
+    match &facts.caller {
+        Ok(c) => Check::ok(
+            NAME,
+            format!("{} (account {}, region {})", c.arn, c.account, facts.region),
+        ),
+        Err(e) => Check::new(
+            NAME,
+            Verdict::Fail,
+            e.to_string(),
+            "refresh or configure credentials (aws sso login, aws configure, --profile)",
+        ),
+    }
+}
+
+/// The IAM principal to simulate for a caller ARN: an assumed role's session becomes its role.
+pub fn principal_arn(caller_arn: &str) -> String {
+    // arn:aws:sts::123456789012:assumed-role/ROLE/SESSION → arn:aws:iam::123456789012:role/ROLE
+    if let Some((head, rest)) = caller_arn.split_once(":assumed-role/") {
+        let role = rest.split('/').next().unwrap_or(rest);
+        let head = head.replacen(":sts:", ":iam:", 1);
+        return format!("{head}:role/{role}");
+    }
+    caller_arn.to_owned()
+}
+
+/// `caller permissions`: ssm:StartSession and friends on the target.
+pub fn permissions(facts: &Facts) -> Check {
+    const NAME: &str = "caller permissions";
+    match &facts.caller_permissions {
+        Err(e) => Check::unknown(NAME, format!("could not simulate: {e}")),
+        Ok(decisions) => {
+            let denied: Vec<String> = decisions
+                .iter()
+                .filter(|d| d.decision != "allowed")
+                .map(|d| format!("{} ({})", d.action, d.decision))
+                .collect();
+            if denied.is_empty() {
+                let actions: Vec<&str> = decisions.iter().map(|d| d.action.as_str()).collect();
+                Check::ok(NAME, format!("allowed: {}", actions.join(", ")))
+            } else {
+                let who = facts
+                    .caller
+                    .as_ref()
+                    .map(|c| principal_arn(&c.arn))
+                    .unwrap_or_else(|_| "your principal".into());
+                Check::new(
+                    NAME,
+                    Verdict::Fail,
+                    format!("denied: {}", denied.join(", ")),
+                    format!(
+                        "grant {who} ssm:StartSession on the instance and the document, and \
+                         ssm:TerminateSession/ssm:ResumeSession on its own sessions"
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// `client reach`: TCP connections from here to the SSM API (and the `ssmmessages` endpoint
+/// the data channel uses, unless the SSM endpoint is overridden).
+pub fn reach(facts: &Facts) -> Check {
+    const NAME: &str = "client reach";
+    if facts.reach.is_empty() {
+        return Check::unknown(NAME, "not probed");
+    }
+    if let Some(bad) = facts.reach.iter().find(|r| r.result.is_err()) {
+        let e = bad.result.as_ref().err().map(String::as_str).unwrap_or("");
+        return Check::new(
+            NAME,
+            Verdict::Fail,
+            format!("cannot connect to {}: {e}", bad.endpoint),
+            "check your proxy, VPN or firewall: HTTPS to the ssm and ssmmessages endpoints must be allowed",
+        );
+    }
+    let seen: Vec<String> = facts
+        .reach
+        .iter()
+        .map(|r| format!("{} in {} ms", r.endpoint, r.result.as_ref().unwrap_or(&0)))
+        .collect();
+    Check::ok(NAME, format!("connected to {}", seen.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::doctor::facts::{Caller, Decision, Reach};
+    use crate::inventory::Unavailable;
+
+    #[test]
+    fn assumed_roles_are_simulated_as_their_role() {
+        assert_eq!(
+            principal_arn("arn:aws:sts::123456789012:assumed-role/Admin/alice"),
+            "arn:aws:iam::123456789012:role/Admin"
+        );
+        assert_eq!(
+            principal_arn("arn:aws:iam::123456789012:user/bob"),
+            "arn:aws:iam::123456789012:user/bob"
+        );
+    }
+
+    #[test]
+    fn credentials_and_permissions() {
+        let mut f = Facts::default();
+        assert_eq!(credentials(&f).verdict, Verdict::Fail);
+        f.caller = Ok(Caller {
+            arn: "arn:aws:sts::1:assumed-role/R/s".into(),
+            account: "1".into(),
+        });
+        assert_eq!(credentials(&f).verdict, Verdict::Ok);
+        f.caller_permissions = Err(Unavailable::Denied("iam:SimulatePrincipalPolicy".into()));
+        let c = permissions(&f);
+        assert_eq!(c.verdict, Verdict::Unknown);
+        assert!(c.evidence.contains("needs iam:SimulatePrincipalPolicy"));
+        f.caller_permissions = Ok(vec![
+            Decision {
+                action: "ssm:StartSession".into(),
+                decision: "implicitDeny".into(),
+            },
+            Decision {
+                action: "ssm:TerminateSession".into(),
+                decision: "allowed".into(),
+            },
+        ]);
+        let c = permissions(&f);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert_eq!(c.evidence, "denied: ssm:StartSession (implicitDeny)");
+        assert!(c.fix.contains("arn:aws:iam::1:role/R"));
+    }
+
+    #[test]
+    fn reach_probe() {
+        let mut f = Facts::default();
+        assert_eq!(reach(&f).verdict, Verdict::Unknown);
+        f.reach = vec![
+            Reach {
+                endpoint: "https://ssm.eu-west-1.amazonaws.com".into(),
+                result: Ok(12),
+            },
+            Reach {
+                endpoint: "ssmmessages.eu-west-1.amazonaws.com:443".into(),
+                result: Ok(14),
+            },
+        ];
+        let c = reach(&f);
+        assert_eq!(c.verdict, Verdict::Ok);
+        assert!(
+            c.evidence
+                .ends_with("ssmmessages.eu-west-1.amazonaws.com:443 in 14 ms"),
+            "{c:?}"
+        );
+        f.reach[1].result = Err("connection refused".into());
+        let c = reach(&f);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.evidence.contains("ssmmessages"), "{c:?}");
+    }
+}
