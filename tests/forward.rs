@@ -126,6 +126,7 @@ fn carries_256_mib_each_way_through_one_connection() {
             rate_limit: None,
             ..FaultConfig::default()
         },
+        agent_read_pause: Duration::ZERO,
         ..SimConfig::default()
     });
     let echo = echo_server(b"");
@@ -187,7 +188,7 @@ fn carries_256_mib_each_way_through_one_connection() {
 #[test]
 fn a_slow_local_reader_keeps_memory_bounded() {
     const TOTAL: usize = 64 << 20;
-    let sim = Sim::start();
+    let sim = Sim::uncapped();
     // A server that sends TOTAL bytes as fast as it can, then closes.
     let source = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let port = source.local_addr().expect("addr").port();

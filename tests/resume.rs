@@ -42,13 +42,20 @@ fn exec_output_survives_two_websocket_kills_exactly_once() {
 
 #[test]
 fn forward_survives_loss_duplication_reordering_latency_and_two_kills() {
-    let sim = killing_sim(FaultConfig {
-        drop: 0.01,
-        duplicate: 0.01,
-        reorder: 0.01,
-        latency: Duration::from_millis(20),
-        kill_after_messages: Some(3000),
-        kill_times: 2,
+    // The agent keeps its real pacing (one 1024-byte message per millisecond): it repairs losses
+    // head of line only, one per round trip, which keeps up with 1% loss at that rate but not
+    // at an unpaced agent's (the backlog of unrepaired losses would only grow).
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            drop: 0.01,
+            duplicate: 0.01,
+            reorder: 0.01,
+            latency: Duration::from_millis(20),
+            // About 65 000 client frames (data and acks) cross in all: kills near 30% and 60%.
+            kill_after_messages: Some(20_000),
+            kill_times: 2,
+            ..Default::default()
+        },
         ..Default::default()
     });
     // A TCP echo server on loopback.
@@ -89,7 +96,8 @@ fn forward_survives_loss_duplication_reordering_latency_and_two_kills() {
     let conn = conn.expect("forward listens");
     conn.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    const LEN: usize = 8 * 1024 * 1024;
+    const LEN: usize = 32 * 1024 * 1024;
+    let started = std::time::Instant::now();
     let mut data = vec![0u8; LEN];
     let mut x = 0x243f6a8885a308d3u64;
     for b in data.iter_mut() {
@@ -118,9 +126,18 @@ fn forward_survives_loss_duplication_reordering_latency_and_two_kills() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    let resumes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("resumed after"))
+        .collect();
+    eprintln!(
+        "32 MiB each way in {:.1} s; {}",
+        started.elapsed().as_secs_f64(),
+        resumes.join("; ")
+    );
     assert_eq!(got.len(), LEN, "{err}");
     assert_eq!(Sha256::digest(&got), want, "{err}");
-    assert!(err.matches("resumed after").count() >= 2, "{err}");
+    assert!(resumes.len() >= 2, "{err}");
     assert_eq!(status.code(), Some(0), "{err}");
 }
 

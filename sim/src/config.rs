@@ -38,8 +38,9 @@ pub struct SimConfig {
     pub shell: Option<String>,
     /// The account's session-preference KMS key: when set, default shell sessions are encrypted.
     pub shell_kms_key_id: Option<String>,
-    /// The agent sleeps this long after every 1024-byte read of a PTY or a basic/SSH port
-    /// connection (1 ms, like the real agent's pumps, which caps those sessions near 1 MB/s).
+    /// The agent sleeps this long after every 1024-byte read of a PTY, a basic/SSH port
+    /// connection or its smux output (1 ms, like the real agent's pumps, which caps every
+    /// session near 1 MB/s).
     /// Zero lifts that cap for tests and benchmarks that move bulk data.
     pub agent_read_pause: Duration,
 }
@@ -82,8 +83,9 @@ pub struct FaultConfig {
     /// digest: a man in the middle without the session key. A KMS-encrypted session must reject
     /// it (the GCM tag fails, §8.3); a plain one shows one altered byte.
     pub tamper_output: bool,
-    /// Client→agent messages per second per session before the gateway throttles (like the real
-    /// service's ~1000/s); `None` = unlimited.
+    /// Client→agent stream messages (input_stream_data, retransmissions included; not acks)
+    /// per second per session before the gateway throttles (like the real service's ~1000/s);
+    /// `None` = unlimited.
     pub rate_limit: Option<u32>,
     /// Consecutive throttled seconds after which the gateway closes the session as abusive.
     pub rate_abuse_seconds: u32,

@@ -53,8 +53,8 @@ struct ServeArgs {
     /// Shell for Standard_Stream sessions (default: $SHELL or /bin/sh).
     #[arg(long)]
     shell: Option<String>,
-    /// Milliseconds the agent pauses after each 1024-byte read of a basic/SSH port connection,
-    /// like the real agent (1); 0 lifts that ~1 MB/s cap for bulk tests and benchmarks.
+    /// Milliseconds the agent pauses after each 1024-byte read (shell, basic/SSH port, smux
+    /// output), like the real agent (1); 0 lifts that ~1 MB/s cap for bulk tests and benchmarks.
     #[arg(long, default_value_t = 1)]
     agent_read_pause_ms: u64,
     /// Log level on stderr (error, warn, info, debug, trace).
@@ -85,7 +85,8 @@ struct FaultArgs {
     /// a KMS-encrypted session must reject it.
     #[arg(long)]
     tamper_output: bool,
-    /// Client messages per second per session before throttling (the service allows ~1000).
+    /// Client stream messages per second per session (acks not counted) before throttling (the
+    /// service allows ~1000).
     #[arg(long)]
     rate_limit: Option<u32>,
     /// Kill the client websocket after this many frames.

@@ -410,21 +410,24 @@ impl Relay {
         false
     }
 
-    fn note_activity(&mut self, frame: &Bytes) {
-        if let Ok(m) = AgentMessage::decode(frame.clone()) {
-            if m.message_type.is_stream_data() {
-                self.last_activity = Instant::now();
-            }
-        }
+    /// Whether the frame carries stream data (not an acknowledgement or a control message).
+    fn is_stream_data(frame: &Bytes) -> bool {
+        AgentMessage::decode(frame.clone()).is_ok_and(|m| m.message_type.is_stream_data())
     }
 
     async fn on_client_frame(&mut self, frame: Bytes) {
         let now = Instant::now();
-        self.note_activity(&frame);
+        let stream_data = Self::is_stream_data(&frame);
+        if stream_data {
+            self.last_activity = now;
+        }
         if self.count_client_frame() {
             return self.kill_client().await;
         }
-        if let Some(rate) = &mut self.rate {
+        // The cap counts the client's stream messages (new and retransmitted), not its
+        // acknowledgements: the agent sends up to ~1000 messages a second and every client acks
+        // each one, so a cap on acks would throttle every download the official plugin makes.
+        if let Some(rate) = self.rate.as_mut().filter(|_| stream_data) {
             if let RateVerdict::Throttle { first_in_window } = rate.check(now) {
                 self.faults.stats.throttled += 1;
                 if first_in_window {

@@ -28,6 +28,15 @@ impl Sim {
         Sim::with_config(SimConfig::default())
     }
 
+    /// Without the agent's 1 ms pause per 1024-byte read (the real agent's ~1 MB/s pacing),
+    /// for tests that move bulk data.
+    pub fn uncapped() -> Sim {
+        Sim::with_config(SimConfig {
+            agent_read_pause: Duration::ZERO,
+            ..SimConfig::default()
+        })
+    }
+
     pub fn with_config(config: SimConfig) -> Sim {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -239,6 +239,9 @@ struct MuxStream {
     peer_finished: bool,
 }
 
+/// Smux output held before the mux stops taking data from its destination connections.
+const MUX_OUTPUT_LIMIT: usize = 64 * 1024;
+
 /// Multiplexed forwarding (`port_mux.go`): an smux server whose streams each dial the destination.
 async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
     let config = SmuxConfig {
@@ -250,8 +253,15 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
     let (ev_tx, mut ev_rx) = mpsc::channel::<StreamMsg>(64);
     let mut streams: HashMap<StreamId, MuxStream> = HashMap::new();
     let mut readable: HashSet<StreamId> = HashSet::new();
+    // `transferDataToMgs` reads at most 1024 bytes of smux output, sends them and sleeps 1 ms:
+    // one message per pause, which caps a mux session near 1 MB/s however many streams it has.
+    let pause = ctx.state.config.agent_read_pause;
+    let mut next_out = Instant::now();
     loop {
-        while let Some(chunk) = smux.poll_output(READ_CHUNK) {
+        while pause.is_zero() || Instant::now() >= next_out {
+            let Some(chunk) = smux.poll_output(READ_CHUNK) else {
+                break;
+            };
             if ctx
                 .output
                 .send(FromPlugin::Send(PayloadType::Output, chunk))
@@ -261,6 +271,7 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
                 tracing::debug!(session = %ctx.session_id, "mux: driver gone (output)");
                 return;
             }
+            next_out = Instant::now() + pause;
         }
         while let Some(ev) = smux.poll_event() {
             match ev {
@@ -312,6 +323,9 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
             true
         });
         let blocked = !readable.is_empty();
+        let paced = smux.pending_output() > 0;
+        // Data from the destinations waits in their sockets, not here, while output is paced.
+        let take_data = smux.pending_output() < MUX_OUTPUT_LIMIT;
         let wake = smux
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -333,7 +347,7 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
                     return;
                 }
             },
-            msg = ev_rx.recv() => match msg {
+            msg = ev_rx.recv(), if take_data => match msg {
                 Some(StreamMsg::Connected(id, w)) => {
                     if let Some(s) = streams.get_mut(&id) {
                         s.writer = Some(w);
@@ -358,6 +372,7 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
                 None => return,
             },
             _ = tokio::time::sleep(Duration::from_millis(2)), if blocked => {}
+            _ = tokio::time::sleep_until(next_out.into()), if paced => {}
             _ = tokio::time::sleep_until(wake.into()) => smux.handle_timeout(Instant::now()),
         }
     }
