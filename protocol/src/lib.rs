@@ -9,6 +9,7 @@
 //! Map of the crate (each file one concern; section numbers refer to PROTOCOL.md):
 //! - [`message`]: the 120-byte header codec (§2); [`payload`]: the JSON and binary payloads (§4–§10);
 //! - [`outgoing`] / [`incoming`]: the reliability layer's send and reorder buffers (§6);
+//! - [`pacing`]: the adaptive token bucket that keeps stream messages under the service's rate;
 //! - [`handshake`]: the client's handshake answers and version gates (§7, §9.4);
 //! - [`crypto`]: the KMS session cipher (§8); [`smux`]: smux v1 for multiplexed port forwarding (§9.4.3);
 //! - [`session`]: the [`Session`] state machine tying them together; [`stats`]: its counters.
@@ -46,6 +47,7 @@ pub mod handshake;
 pub mod incoming;
 pub mod message;
 pub mod outgoing;
+pub mod pacing;
 pub mod payload;
 pub mod session;
 pub mod smux;

@@ -243,6 +243,11 @@ impl OutgoingBuffer {
         Some((self.base + idx as i64, entry.frame.clone(), retransmit))
     }
 
+    /// Messages pushed but never transmitted.
+    pub fn unsent(&self) -> usize {
+        self.entries.len() - self.next_unsent
+    }
+
     /// Whether a never-sent message is waiting.
     pub fn has_unsent(&self) -> bool {
         self.next_unsent < self.entries.len()

@@ -27,4 +27,6 @@ pub struct Stats {
     pub reorder_overflow_drops: u64,
     /// Frames that failed to decode or validate.
     pub invalid_frames: u64,
+    /// Times the pacer slowed down (pause_publication, retransmission storm, RTT growth).
+    pub pacing_decreases: u64,
 }

@@ -474,3 +474,70 @@ proptest! {
         prop_assert_eq!(d.encode(), encoded);
     }
 }
+
+#[test]
+fn a_paced_client_stays_under_its_rate_while_acks_never_wait() {
+    let t0 = Instant::now();
+    let mut config = SessionConfig::client("sess-1", "i-0123");
+    config.max_message_rate = Some(960);
+    let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
+    let mut a = agent(t0);
+    // 3000 messages queued at once; a driver that wakes only when poll_timeout says so.
+    for i in 0..3000u32 {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    let mut sent_at = Vec::new();
+    let mut now = t0;
+    let mut wakeups = 0;
+    while c.unacked() > 0 {
+        c.handle_timeout(now);
+        while let Some(f) = c.poll_transmit(now) {
+            let m = AgentMessage::decode(f.clone()).unwrap();
+            if m.message_type == MessageType::InputStreamData {
+                sent_at.push(now);
+            }
+            let _ = a.handle_frame(f, now);
+        }
+        // The agent answers at once; its acks are processed by the client at once, and the
+        // agent's own stream messages are acked without waiting for a pacing token.
+        if wakeups == 100 {
+            a.send(PayloadType::Output, Bytes::from_static(b"from the agent"))
+                .unwrap();
+        }
+        while let Some(f) = a.poll_transmit(now) {
+            c.handle_frame(f, now).unwrap();
+        }
+        if wakeups == 100 {
+            let ack = c
+                .poll_transmit(now)
+                .expect("the ack goes out while data is held back");
+            let m = AgentMessage::decode(ack.clone()).unwrap();
+            assert_eq!(m.message_type, MessageType::Acknowledge);
+            a.handle_frame(ack, now).unwrap();
+        }
+        if c.unacked() == 0 {
+            break;
+        }
+        let next = c
+            .poll_timeout()
+            .expect("data is waiting, so a wake-up is due");
+        assert!(next > now, "the pacer must not make a driver spin");
+        now = next.max(now);
+        wakeups += 1;
+        assert!(wakeups < 10_000, "bounded");
+    }
+    assert_eq!(sent_at.len(), 3000);
+    // No one-second window holds more than rate + burst = 992 messages.
+    for (i, &start) in sent_at.iter().enumerate() {
+        let n = sent_at[i..]
+            .iter()
+            .take_while(|&&t| t < start + Duration::from_secs(1))
+            .count();
+        assert!(n <= 992, "{n} messages in the second from message {i}");
+    }
+    // And it goes as fast as allowed: (3000 - 32 burst) / 960 per second ≈ 3.09 s.
+    let span = *sent_at.last().unwrap() - t0;
+    assert!(span < Duration::from_millis(3200), "{span:?}");
+    assert_eq!(c.stats().pacing_decreases, 0);
+}

@@ -23,6 +23,7 @@ use crate::handshake::{PendingResponse, SessionType, SessionTypeInfo};
 use crate::incoming::{Arrival, IncomingBuffer};
 use crate::message::{AgentMessage, MessageType, PayloadType};
 use crate::outgoing::OutgoingBuffer;
+use crate::pacing::{Pacer, Strain};
 use crate::payload::{parse_exit_code, to_json, AcknowledgeContent, ChannelClosed, Flag, SizeData};
 use crate::stats::Stats;
 use crate::Role;
@@ -68,6 +69,11 @@ pub struct SessionConfig {
     /// Client: bind the agent's KMS challenge into the encryption context and say so
     /// (`ChallengeAcknowledgement`, §8.1). Only agents that understand it may be told.
     pub acknowledge_kms_challenge: bool,
+    /// Pace stream messages (new and retransmitted) to at most this many per second, adapting
+    /// to the path ([`crate::pacing`]); `None` sends as fast as the caller polls.
+    pub max_message_rate: Option<u32>,
+    /// Messages the pacer lets out back to back.
+    pub pacing_burst: u32,
 }
 
 impl SessionConfig {
@@ -86,6 +92,8 @@ impl SessionConfig {
             pause_expiry: Some(Duration::from_secs(1)),
             handle_handshake: true,
             acknowledge_kms_challenge: false,
+            max_message_rate: None,
+            pacing_burst: crate::pacing::DEFAULT_BURST,
         }
     }
 
@@ -136,6 +144,7 @@ pub struct Session {
     session_type: Option<SessionTypeInfo>,
     ready: bool,
     paused_until: Option<Option<Instant>>,
+    pacer: Option<Pacer>,
     closed: bool,
     stats: Stats,
 }
@@ -155,6 +164,9 @@ impl Session {
     /// A new session. `unix_ms` is the wall clock at `now` (for CreatedDate); `rng_seed` seeds
     /// the message ids and the client's encryption nonces, so pass OS randomness outside tests.
     pub fn new(config: SessionConfig, now: Instant, unix_ms: u64, rng_seed: [u8; 32]) -> Self {
+        let pacer = config
+            .max_message_rate
+            .map(|r| Pacer::new(r, config.pacing_burst));
         Session {
             outgoing: OutgoingBuffer::with_window(
                 config.outgoing_capacity,
@@ -173,6 +185,7 @@ impl Session {
             session_type: None,
             ready: true,
             paused_until: None,
+            pacer,
             closed: false,
             stats: Stats::default(),
         }
@@ -385,6 +398,11 @@ impl Session {
             }
             MessageType::PausePublication => {
                 self.paused_until = Some(self.config.pause_expiry.map(|d| now + d));
+                if let Some(p) = &mut self.pacer {
+                    if p.on_strain(now, Strain::Paused) {
+                        self.stats.pacing_decreases += 1;
+                    }
+                }
                 self.events.push_back(Event::PublicationPaused);
                 Ok(())
             }
@@ -415,6 +433,11 @@ impl Session {
             serde_json::from_slice(&msg.payload).map_err(|_| FrameError::BadAck)?;
         self.stats.acks_received += 1;
         self.outgoing.ack(ack.sequence_number, now);
+        if let Some(p) = &mut self.pacer {
+            let before = p.decreases();
+            p.on_ack(now, self.outgoing.rtt().rtt());
+            self.stats.pacing_decreases += p.decreases() - before;
+        }
         // Any ack shows the path works again (the agent does the same, §6.5).
         self.unpause();
         Ok(())
@@ -591,12 +614,32 @@ impl Session {
         if self.closed || self.is_paused(now) {
             return None;
         }
+        if self.pacer.as_mut().is_some_and(|p| !p.ready(now)) {
+            return None;
+        }
         let (_, frame, retransmit) = self.outgoing.poll_transmit(now)?;
+        if let Some(p) = &mut self.pacer {
+            let before = p.decreases();
+            p.on_sent(now, retransmit);
+            self.stats.pacing_decreases += p.decreases() - before;
+        }
         self.stats.frames_sent += 1;
         if retransmit {
             self.stats.retransmissions += 1;
         }
         Some(frame)
+    }
+
+    /// Messages numbered by [`Session::send`] that have not been transmitted yet. A caller
+    /// with more to say keeps it (and coalesces it) while this is above a few: everything
+    /// queued here waits its turn behind the pacer.
+    pub fn unsent(&self) -> usize {
+        self.outgoing.unsent()
+    }
+
+    /// The current pacing rate in messages per second, when pacing.
+    pub fn pacing_rate(&self) -> Option<f64> {
+        self.pacer.as_ref().map(Pacer::rate)
     }
 
     fn is_paused(&mut self, now: Instant) -> bool {
@@ -635,7 +678,21 @@ impl Session {
             .give_up_after
             .and_then(|d| self.outgoing.oldest_first_sent().map(|t| t + d));
         let pause = self.paused_until.flatten();
-        [retransmit, give_up, pause].into_iter().flatten().min()
+        // Held back by the pacer: new messages go when the next token is there, and a
+        // retransmission no earlier than that.
+        let token = match (&self.pacer, self.paused_until) {
+            (Some(p), None) => Some(p.next_ready(self.now)),
+            _ => None,
+        };
+        let paced = token.filter(|_| self.outgoing.has_unsent());
+        let retransmit = match (retransmit, token) {
+            (Some(r), Some(t)) => Some(r.max(t)),
+            (r, _) => r,
+        };
+        [retransmit, give_up, pause, paced]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advances timers: ends the session when the give-up deadline has passed. Retransmissions
