@@ -40,6 +40,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub alive_timeout: u64,
 
+    /// Most stream messages per second per session. The service throttles and then closes
+    /// sessions that send more than about 1000 a second; rssm paces under that, slowing down
+    /// further when the path shows strain (0 = no pacing, for simulators and benchmarks).
+    #[arg(long, global = true, value_name = "N", env = "RSSM_MAX_MSG_RATE",
+          default_value_t = rssm_protocol::pacing::DEFAULT_MAX_RATE)]
+    pub max_msg_rate: u32,
+
     /// When a target name, tag or IP matches several instances, choose one in an interactive
     /// fuzzy picker (on a terminal) instead of failing with the list.
     #[arg(long, global = true)]

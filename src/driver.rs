@@ -2,11 +2,12 @@
 //! sans-IO state machine. Commands talk to it through two bounded channels — [`Input`] in,
 //! [`Output`] out — so a slow terminal or socket pushes back on the websocket instead of buffering.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use rssm_protocol::crypto::CONTEXT_TARGET_ID;
 use rssm_protocol::payload::Flag;
@@ -45,6 +46,31 @@ pub fn set_alive_timeout(timeout: Duration) {
 fn alive_timeout() -> Duration {
     Duration::from_millis(ALIVE_TIMEOUT_MS.load(Ordering::Relaxed))
 }
+
+/// Stream messages per second per session (`--max-msg-rate`; 0 = unpaced): a process-wide
+/// setting like the alive timeout.
+static MAX_MESSAGE_RATE: AtomicU32 = AtomicU32::new(rssm_protocol::pacing::DEFAULT_MAX_RATE);
+
+/// Sets the pacing ceiling of every session this process starts (0 turns pacing off).
+pub fn set_max_message_rate(rate: u32) {
+    MAX_MESSAGE_RATE.store(rate, Ordering::Relaxed);
+}
+
+/// The pacing ceiling for new sessions, `None` when pacing is off.
+pub fn max_message_rate() -> Option<u32> {
+    Some(MAX_MESSAGE_RATE.load(Ordering::Relaxed)).filter(|&r| r > 0)
+}
+
+/// Data inputs the driver holds before it stops taking more from its channel. Held data is not
+/// numbered yet, so control messages (Size, flags) overtake it and small writes coalesce. Paced,
+/// the driver holds nothing: whatever waits here waits in front of the next keystroke.
+const HELD_DATA_UNPACED: usize = 8;
+/// Numbered but never-sent messages, paced: likewise.
+const UNSENT_PACED: usize = 1;
+/// The same without pacing: enough to keep the websocket busy between two loop turns.
+const UNSENT_UNPACED: usize = 64;
+/// Payload bytes per stream message (PROTOCOL.md §12): coalesced writes never exceed it.
+const MAX_PAYLOAD: usize = 1024;
 /// Reconnect attempts after the websocket drops, with exponential backoff (100–200 ms doubling,
 /// capped at 5 s, like the official plugin's retryer, §5.6) — about half a minute in all.
 const RECONNECT_ATTEMPTS: u32 = 8;
@@ -165,6 +191,7 @@ pub async fn start(
             input: in_rx,
             output: out_tx,
             finishing: None,
+            held: VecDeque::new(),
             last_rx: Instant::now(),
             ack_progress: (0, Instant::now()),
         };
@@ -218,6 +245,9 @@ struct Driver {
     output: mpsc::Sender<Output>,
     /// Deadline of a requested [`Input::Finish`].
     finishing: Option<Instant>,
+    /// Stream data taken from the command but not yet given to the session (see
+    /// [`HELD_DATA_UNPACED`]).
+    held: VecDeque<Bytes>,
 }
 
 impl Driver {
@@ -259,14 +289,20 @@ impl Driver {
                 return Ok(end);
             }
             if let Some(deadline) = self.finishing {
-                if self.session.unacked() == 0 || Instant::now() >= deadline {
+                let done = self.session.unacked() == 0 && self.held.is_empty();
+                if done || Instant::now() >= deadline {
                     return Ok(End::Finished);
                 }
             }
-            let accept_input = input_open
-                && self.finishing.is_none()
-                && self.session.can_send()
-                && self.session.unacked() < SEND_WINDOW;
+            let room = if self.session.pacing_rate().is_some() {
+                // Paced, take the next data only when the session has nothing left to send:
+                // then whatever comes next (a keystroke on another connection) is never more
+                // than a message or two behind.
+                self.held.is_empty() && self.session.unsent() == 0
+            } else {
+                self.held.len() < HELD_DATA_UNPACED
+            };
+            let accept_input = input_open && self.finishing.is_none() && room;
             let timer = self
                 .session
                 .poll_timeout()
@@ -393,7 +429,10 @@ impl Driver {
     fn on_input(&mut self, cmd: Input) {
         let result = match cmd {
             Input::Data(b) if b.is_empty() => Ok(0),
-            Input::Data(b) => self.session.send(PayloadType::Output, b),
+            Input::Data(b) => {
+                self.held.push_back(b);
+                Ok(0)
+            }
             Input::Size { cols, rows } => self.session.send_size(cols, rows),
             Input::Flag(f) => self.session.send_flag(f),
             Input::Ready(r) => {
@@ -410,12 +449,61 @@ impl Driver {
         }
     }
 
+    /// Gives held data to the session while its queue of never-sent messages is short,
+    /// coalescing small writes into messages of up to [`MAX_PAYLOAD`] bytes.
+    fn release_held(&mut self) {
+        let limit = if self.session.pacing_rate().is_some() {
+            UNSENT_PACED
+        } else {
+            UNSENT_UNPACED
+        };
+        while self.session.unsent() < limit
+            && self.session.can_send()
+            && self.session.unacked() < SEND_WINDOW
+        {
+            let Some(first) = self.held.pop_front() else {
+                return;
+            };
+            let data = if self
+                .held
+                .front()
+                .is_some_and(|next| first.len() + next.len() <= MAX_PAYLOAD)
+            {
+                let mut joined = BytesMut::from(&first[..]);
+                while let Some(next) = self.held.front() {
+                    if joined.len() + next.len() > MAX_PAYLOAD {
+                        break;
+                    }
+                    joined.extend_from_slice(next);
+                    self.held.pop_front();
+                }
+                joined.freeze()
+            } else {
+                first
+            };
+            if let Err(e) = self.session.send(PayloadType::Output, data) {
+                tracing::debug!("send refused: {e}");
+                return;
+            }
+        }
+    }
+
+    /// Writes everything the session has to send now: acknowledgements, due retransmissions,
+    /// and held data as far as the pacer and the send window allow.
     async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         let now = Instant::now().into_std();
         let mut any = false;
-        while let Some(frame) = self.session.poll_transmit(now) {
-            self.ws.feed(Message::Binary(frame)).await?;
-            any = true;
+        loop {
+            self.release_held();
+            let mut sent = false;
+            while let Some(frame) = self.session.poll_transmit(now) {
+                self.ws.feed(Message::Binary(frame)).await?;
+                sent = true;
+            }
+            any |= sent;
+            if !sent || self.held.is_empty() {
+                break;
+            }
         }
         if any {
             self.ws.flush().await?;

@@ -35,6 +35,9 @@ pub fn notice(text: &str) {
     }
 }
 
+/// Environment variable for `--max-msg-rate`, read in plugin mode too.
+pub const MAX_MSG_RATE_ENV: &str = "RSSM_MAX_MSG_RATE";
+
 /// The name the AWS CLI executes.
 const PLUGIN_NAME: &str = "session-manager-plugin";
 
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     driver::set_alive_timeout(std::time::Duration::from_secs(cli.alive_timeout));
+    driver::set_max_message_rate(cli.max_msg_rate);
     init_tracing(cli.quiet, cli.verbose);
     block_on(run(cli))
 }
@@ -88,6 +92,13 @@ fn run_plugin(args: Vec<String>) -> ExitCode {
         _ => 0,
     };
     init_tracing(false, verbose);
+    // No command line of ours here: the pacing ceiling comes from the environment, if anywhere.
+    if let Some(rate) = std::env::var(MAX_MSG_RATE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        driver::set_max_message_rate(rate);
+    }
     block_on(async move { commands::plugin::run(&args, false).await })
 }
 

@@ -71,7 +71,8 @@ pub async fn open(auth: &ChannelAuth) -> Result<Ws> {
             );
         }
     }
-    let (mut ws, _response) = tokio_tungstenite::connect_async(request)
+    // Frames are small and latency matters (keystrokes, acks): no Nagle delay.
+    let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
     let open = OpenDataChannelInput {

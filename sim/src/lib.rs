@@ -37,6 +37,7 @@ pub use sigv4::SimCredentials;
 
 use axum::extract::State;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use state::SimState;
 use std::net::SocketAddr;
@@ -72,6 +73,10 @@ impl Simulator {
             .with_state(state.clone());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
+            // Frames are small and latency matters (keystrokes, acks): no Nagle delay.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
             });

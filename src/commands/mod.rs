@@ -144,12 +144,9 @@ pub async fn open_channel(
         aws: aws.clone(),
         session_id: started.session_id.clone(),
     };
-    driver::start(
-        auth,
-        SessionConfig::client(&started.session_id, target),
-        Some(context),
-    )
-    .await
+    let mut config = SessionConfig::client(&started.session_id, target);
+    config.max_message_rate = driver::max_message_rate();
+    driver::start(auth, config, Some(context)).await
 }
 
 #[cfg(test)]

@@ -46,7 +46,12 @@ impl Sim {
         let sim = rt
             .block_on(Simulator::start(config))
             .expect("simulator starts");
-        let env = sim.env();
+        let mut env = sim.env();
+        if sim.config().agent_read_pause.is_zero() {
+            // A simulator without the agent's pacing is for bulk tests: no client pacing either
+            // (rssm's default keeps under the real service's ~1000 messages/s).
+            env.push(("RSSM_MAX_MSG_RATE", "0".into()));
+        }
         Sim { sim, env, rt }
     }
 

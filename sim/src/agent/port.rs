@@ -123,6 +123,7 @@ fn spawn_reader(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut pacer = ReadPacer::new(pause);
         loop {
             if !wait_active(&mut active).await {
                 return;
@@ -139,9 +140,7 @@ fn spawn_reader(
                     }
                 }
             }
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
+            pacer.wait().await;
         }
     })
 }
@@ -239,6 +238,42 @@ struct MuxStream {
     peer_finished: bool,
 }
 
+/// The agent's pumps sleep 1 ms after each read and send (`time.Sleep(time.Millisecond)`, about
+/// 1.1 ms on Linux). Tokio's timers round up to whole milliseconds, which alone would halve that
+/// rate, so this keeps one read per pause on average: a late wake-up lets the next few go at
+/// once instead of losing the time.
+struct ReadPacer {
+    pause: Duration,
+    next: Instant,
+}
+
+impl ReadPacer {
+    fn new(pause: Duration) -> ReadPacer {
+        ReadPacer {
+            pause,
+            next: Instant::now(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.pause.is_zero() || Instant::now() >= self.next
+    }
+
+    fn sent(&mut self) {
+        let now = Instant::now();
+        let floor = now.checked_sub(self.pause * 4).unwrap_or(now);
+        self.next = (self.next + self.pause).max(floor);
+    }
+
+    async fn wait(&mut self) {
+        if self.pause.is_zero() {
+            return;
+        }
+        self.sent();
+        tokio::time::sleep_until(self.next.into()).await;
+    }
+}
+
 /// Smux output held before the mux stops taking data from its destination connections.
 const MUX_OUTPUT_LIMIT: usize = 64 * 1024;
 
@@ -255,10 +290,9 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
     let mut readable: HashSet<StreamId> = HashSet::new();
     // `transferDataToMgs` reads at most 1024 bytes of smux output, sends them and sleeps 1 ms:
     // one message per pause, which caps a mux session near 1 MB/s however many streams it has.
-    let pause = ctx.state.config.agent_read_pause;
-    let mut next_out = Instant::now();
+    let mut pacer = ReadPacer::new(ctx.state.config.agent_read_pause);
     loop {
-        while pause.is_zero() || Instant::now() >= next_out {
+        while pacer.ready() {
             let Some(chunk) = smux.poll_output(READ_CHUNK) else {
                 break;
             };
@@ -271,7 +305,7 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
                 tracing::debug!(session = %ctx.session_id, "mux: driver gone (output)");
                 return;
             }
-            next_out = Instant::now() + pause;
+            pacer.sent();
         }
         while let Some(ev) = smux.poll_event() {
             match ev {
@@ -372,7 +406,7 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
                 None => return,
             },
             _ = tokio::time::sleep(Duration::from_millis(2)), if blocked => {}
-            _ = tokio::time::sleep_until(next_out.into()), if paced => {}
+            _ = tokio::time::sleep_until(pacer.next.into()), if paced => {}
             _ = tokio::time::sleep_until(wake.into()) => smux.handle_timeout(Instant::now()),
         }
     }

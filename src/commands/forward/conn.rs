@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::status::Counters;
@@ -58,12 +58,27 @@ impl Conn {
         room: Arc<Notify>,
         counters: Arc<Counters>,
     ) -> Conn {
+        Conn::spawn_credited(id, stream, events, room, counters, None)
+    }
+
+    /// Like [`Conn::spawn`], and each read waits for as many permits of `credit` as it read
+    /// bytes before it is reported: the loop gives them back once it has passed the bytes on.
+    /// That bounds what one connection can have queued, so the loop can take every
+    /// connection's events at once and still choose fairly which bytes go out next.
+    pub fn spawn_credited(
+        id: ConnId,
+        stream: TcpStream,
+        events: mpsc::Sender<ConnEvent>,
+        room: Arc<Notify>,
+        counters: Arc<Counters>,
+        credit: Option<Arc<Semaphore>>,
+    ) -> Conn {
         let _ = stream.set_nodelay(true);
         let (to_local, from_loop) = mpsc::channel(TO_LOCAL_CHUNKS);
         let task = tokio::spawn(async move {
             let (rd, wr) = stream.into_split();
             tokio::join!(
-                upload(id, rd, &events, &counters),
+                upload(id, rd, &events, &counters, credit.as_deref()),
                 download(wr, from_loop, &room, &counters)
             );
             let _ = events.send(ConnEvent::Closed(id)).await;
@@ -110,6 +125,7 @@ async fn upload(
     mut rd: OwnedReadHalf,
     events: &mpsc::Sender<ConnEvent>,
     counters: &Counters,
+    credit: Option<&Semaphore>,
 ) {
     loop {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
@@ -117,6 +133,12 @@ async fn upload(
             Ok(0) => ConnEvent::Eof(id),
             Ok(n) => {
                 Counters::add(&counters.up, n as u64);
+                if let Some(credit) = credit {
+                    match credit.acquire_many(n as u32).await {
+                        Ok(permits) => permits.forget(),
+                        Err(_) => return, // closed: the loop is gone
+                    }
+                }
                 ConnEvent::Data(id, buf.freeze())
             }
             Err(e) => {

@@ -3,30 +3,43 @@
 //!
 //! One loop owns the [`SmuxSession`] and talks to a task per connection ([`Conn`]). Memory stays
 //! bounded in both directions:
-//! * upstream, the loop takes connection bytes only while little smux output is waiting, and hands
-//!   smux output to the driver only when the driver has room — so a slow data channel stops the
-//!   local reads;
+//! * upstream, each connection may have [`UP_CREDIT`] bytes read but not yet passed on (its
+//!   reads wait for credit); the loop writes them into smux round-robin, at most one message's
+//!   worth per connection per turn, and only while little smux output waits for the driver — so a
+//!   slow data channel stops the local reads, and a keystroke on one connection never queues
+//!   behind another connection's bulk (its frame goes out within a message or two; with pacing on,
+//!   the driver too holds only a message or two);
 //! * downstream, each connection has a small queue; smux v1 has no per-stream flow control, so when
 //!   a local reader is slow its bytes wait in the session-wide receive buffer, and once that is full
 //!   ([`SmuxSession::can_receive`]) we stop taking Output from the driver, whose bounded channel
 //!   then pushes back on the websocket (xtaci does the same with its token bucket).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use rssm_protocol::payload::Flag;
 use rssm_protocol::smux::{SmuxConfig, SmuxEvent, SmuxRole, SmuxSession, StreamId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::conn::{Conn, ConnEvent};
+use super::conn::{Conn, ConnEvent, READ_SIZE};
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{End, Input, Output};
 
-/// Stop taking local bytes while this much smux output waits for the driver.
-const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Bytes one connection may have read and not yet passed on to smux.
+const UP_CREDIT: usize = 64 * 1024;
+/// Connection bytes per smux frame: one frame fills one stream message (8-byte smux header).
+const FRAME_DATA: usize = CHUNK - 8;
+/// Stop writing connection bytes into smux while this much smux output waits for the driver:
+/// small when paced (what waits here waits in front of every other connection's bytes), larger
+/// without pacing, where the data channel drains it at once.
+const OUTPUT_LOW_PACED: usize = CHUNK;
+const OUTPUT_LOW_UNPACED: usize = 64 * 1024;
+/// Messages the loop lets wait in the driver's input channel when paced (the rest waits here,
+/// where connections take turns).
+const QUEUED_FOR_DRIVER_PACED: usize = 0;
 /// Connection events in flight, from all connections together (each ≤ 32 KiB of data).
 const EVENT_QUEUE: usize = 32;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
@@ -39,6 +52,14 @@ struct Stream {
     bytes_down: u64,
     /// The agent sent FIN: once the buffered bytes are delivered, the socket is half-closed.
     remote_fin: bool,
+    /// Bytes read from the local socket, waiting for their turn in smux.
+    up: VecDeque<bytes::Bytes>,
+    /// The connection's read credit (see [`Conn::spawn_credited`]).
+    credit: Arc<Semaphore>,
+    /// The local side sent EOF: close our smux side once `up` is written.
+    eof_after_up: bool,
+    /// The connection task ended: forget the stream once `up` is written.
+    closed_after_up: bool,
 }
 
 /// Serves `listener` over the session until the user stops, the session ends, or smux fails,
@@ -56,9 +77,18 @@ pub async fn serve<R: Reports>(
         ..SmuxConfig::default()
     };
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let paced = crate::driver::max_message_rate().is_some();
     let mut mux = Mux {
         smux: SmuxSession::new(SmuxRole::Client, config, Instant::now().into_std()),
         streams: HashMap::new(),
+        turns: VecDeque::new(),
+        output_low: if paced {
+            OUTPUT_LOW_PACED
+        } else {
+            OUTPUT_LOW_UNPACED
+        },
+        frame_data: if paced { FRAME_DATA } else { READ_SIZE },
+        queued_for_driver: paced.then_some(QUEUED_FOR_DRIVER_PACED),
         readable: BTreeSet::new(),
         refused_pending: 0,
         events_tx,
@@ -74,6 +104,14 @@ pub async fn serve<R: Reports>(
 struct Mux<'a> {
     smux: SmuxSession,
     streams: HashMap<StreamId, Stream>,
+    /// Streams with bytes (or an EOF) waiting to go into smux, in turn order.
+    turns: VecDeque<StreamId>,
+    output_low: usize,
+    /// Most connection bytes per smux frame: one message's worth when paced (turns are then
+    /// fair to the message), a whole read otherwise (fewer frames for the agent to handle).
+    frame_data: usize,
+    /// When paced, how many messages may wait in the driver's input channel.
+    queued_for_driver: Option<usize>,
     /// Streams that may have received bytes (or a FIN) not yet passed to their connection; after
     /// [`Mux::deliver`] only those whose connection queue is full remain.
     readable: BTreeSet<StreamId>,
@@ -102,7 +140,17 @@ impl Mux<'_> {
                 return stop;
             }
             self.deliver();
+            if self.queued_for_driver.is_none() {
+                self.take_turns();
+            }
             let accepting = accept_after.is_none_or(|t| Instant::now() >= t);
+            // Paced, wait until the driver's channel is empty before handing it more, and only
+            // then choose whose bytes go next: a keystroke that arrives meanwhile is in it.
+            let want = match self.queued_for_driver {
+                Some(q) => input.max_capacity().saturating_sub(q).max(1),
+                None => 1,
+            };
+            let has_output = self.smux.pending_output() > 0 || !self.turns.is_empty();
             let timer = self.smux.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 _ = shutdown.changed() => return Stop::Shutdown,
@@ -117,26 +165,31 @@ impl Mux<'_> {
                     Some(other) => tracing::debug!("ignored during forwarding: {other:?}"),
                     None => return Stop::Ended(End::Failed("the session driver stopped".into())),
                 },
-                permit = input.reserve(), if self.smux.pending_output() > 0 => {
-                    let Ok(permit) = permit else {
+                permits = input.reserve_many(want), if has_output => {
+                    let Ok(permits) = permits else {
                         return Stop::Ended(End::Failed("the session driver stopped".into()));
                     };
-                    // One payload per message, as the agent expects (§12); then as many more as
-                    // the driver takes without waiting.
-                    if let Some(chunk) = self.smux.poll_output(CHUNK) {
+                    if self.queued_for_driver.is_some() {
+                        self.take_turns();
+                    }
+                    // One payload per message, as the agent expects (§12): as many as were
+                    // reserved (paced) or as the driver takes without waiting.
+                    let batch = if self.queued_for_driver.is_some() { 1 } else { want };
+                    for permit in permits.take(batch) {
+                        let Some(chunk) = self.smux.poll_output(CHUNK) else { break };
                         permit.send(Input::Data(chunk));
                     }
-                    while self.smux.pending_output() > 0 {
-                        let Ok(permit) = input.try_reserve() else { break };
-                        if let Some(chunk) = self.smux.poll_output(CHUNK) {
-                            permit.send(Input::Data(chunk));
+                    if self.queued_for_driver.is_none() {
+                        while self.smux.pending_output() > 0 {
+                            let Ok(permit) = input.try_reserve() else { break };
+                            if let Some(chunk) = self.smux.poll_output(CHUNK) {
+                                permit.send(Input::Data(chunk));
+                            }
                         }
                     }
                 },
                 _ = self.room.notified(), if !self.readable.is_empty() => {}
-                Some(event) = events.recv(), if self.smux.pending_output() < OUTPUT_HIGH_WATER => {
-                    self.on_conn_event(event);
-                }
+                Some(event) = events.recv() => self.on_conn_event(event),
                 accepted = listener.accept(), if accepting => match accepted {
                     Ok((socket, peer)) => {
                         tracing::debug!(%peer, "connection accepted");
@@ -163,12 +216,14 @@ impl Mux<'_> {
                 tracing::debug!(stream = id.0, "stream opened");
                 self.ctx.counters.opened();
                 self.ctx.on_accept(false);
-                let conn = Conn::spawn(
+                let credit = Arc::new(Semaphore::new(UP_CREDIT));
+                let conn = Conn::spawn_credited(
                     id.0,
                     socket,
                     self.events_tx.clone(),
                     self.room.clone(),
                     self.ctx.counters.clone(),
+                    Some(credit.clone()),
                 );
                 self.streams.insert(
                     id,
@@ -176,6 +231,10 @@ impl Mux<'_> {
                         conn,
                         bytes_down: 0,
                         remote_fin: false,
+                        up: VecDeque::new(),
+                        credit,
+                        eof_after_up: false,
+                        closed_after_up: false,
                     },
                 );
             }
@@ -266,27 +325,81 @@ impl Mux<'_> {
     fn on_conn_event(&mut self, event: ConnEvent) {
         match event {
             ConnEvent::Data(id, bytes) => {
-                // Fails only for a stream already dropped (refused, or the socket broke).
-                let _ = self.smux.write(StreamId(id), &bytes);
+                let id = StreamId(id);
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    if stream.up.is_empty() && !stream.eof_after_up {
+                        self.turns.push_back(id);
+                    }
+                    stream.up.push_back(bytes);
+                }
             }
             ConnEvent::Eof(id) => {
-                let _ = self.smux.close(StreamId(id));
+                let id = StreamId(id);
+                match self.streams.get_mut(&id) {
+                    Some(stream) if !stream.up.is_empty() => stream.eof_after_up = true,
+                    _ => {
+                        let _ = self.smux.close(id);
+                    }
+                }
             }
             ConnEvent::Reset(id) => {
                 let id = StreamId(id);
                 let _ = self.smux.drop_stream(id);
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.conn.to_local = None;
+                    stream.up.clear();
+                    stream.eof_after_up = false;
                 }
             }
             ConnEvent::Closed(id) => {
                 let id = StreamId(id);
-                // Normally both FINs were seen and smux forgot the stream already; if the agent's
-                // side is still open (our socket broke), close it now.
-                let _ = self.smux.drop_stream(id);
-                if self.streams.remove(&id).is_some() {
-                    self.ctx.counters.closed();
+                match self.streams.get_mut(&id) {
+                    // Read to the end, but not all of it is in smux yet: finish that first.
+                    Some(stream) if !stream.up.is_empty() => stream.closed_after_up = true,
+                    _ => self.forget(id),
                 }
+            }
+        }
+    }
+
+    /// The connection is done: normally both FINs were seen and smux forgot the stream already;
+    /// if the agent's side is still open (our socket broke), close it now.
+    fn forget(&mut self, id: StreamId) {
+        let _ = self.smux.drop_stream(id);
+        if self.streams.remove(&id).is_some() {
+            self.ctx.counters.closed();
+        }
+    }
+
+    /// Writes waiting connection bytes into smux, one frame per connection per turn, while
+    /// little smux output waits: no connection's backlog delays another's next bytes by more
+    /// than a frame each.
+    fn take_turns(&mut self) {
+        while self.smux.pending_output() < self.output_low {
+            let Some(id) = self.turns.pop_front() else {
+                return;
+            };
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            if let Some(front) = stream.up.front_mut() {
+                let chunk = front.split_to(front.len().min(self.frame_data));
+                if front.is_empty() {
+                    stream.up.pop_front();
+                }
+                stream.credit.add_permits(chunk.len());
+                // Fails only for a stream already dropped (refused, or the socket broke).
+                let _ = self.smux.write(id, &chunk);
+            }
+            if !stream.up.is_empty() {
+                self.turns.push_back(id);
+                continue;
+            }
+            if std::mem::take(&mut stream.eof_after_up) {
+                let _ = self.smux.close(id);
+            }
+            if stream.closed_after_up {
+                self.forget(id);
             }
         }
     }
