@@ -12,14 +12,15 @@
 # MODE (`updown`: upload to a hashing sink, then download from a source — the default; `echo`:
 # both at once through an echo server), LIMIT_SECS (give up after this long; default 4 h),
 # RSSM_ARGS (extra global options for rssm, e.g. `-vv` for the session's counters at the end),
+# AGENT_READ_PAUSE_MS (the agent's pause per 1 KiB read; default 1, like the real agent),
 # CARGO_TARGET_DIR. Everything runs on loopback. Exit status 0 only if every byte arrived intact.
 #
-# Expect it to be slow downstream: the simulated agent repairs losses like the real one, head of
-# line only, one retransmission per timeout, so at 5% loss agent→client is bound by loss repair
-# rather than by bandwidth. In `echo` mode that couples the directions: the echo server stops
-# reading while its replies wait, the agent stops acknowledging rssm's data, and after 5 minutes
-# without an acknowledgement rssm gives the session up, as the official plugin would after its
-# 3000 resends; the forward then starts a new session, but the echoed connection is gone.
+# The agent and rssm both keep their real pacing (about 1000 messages of 1 KiB a second), so each
+# direction moves about 1 MB/s: 256 MiB takes some 4.5 minutes each way. The simulated agent
+# repairs losses like the real one, head of line only, one per round trip; at its real pace that
+# keeps up with 5% loss. (Without the agent's pacing, `AGENT_READ_PAUSE_MS=0`, the agent sends
+# faster than it can repair and the unrepaired losses pile up until rssm's reorder buffer
+# overflows: the soak then crawls. The official agent has the same limit.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,7 @@ if [ "$kills" -gt 0 ]; then
   kill_args=(--kill-after-messages "$kill_after" --kill-times "$kills")
 fi
 "$bin/rssm-sim" serve --drop "$drop" "${kill_args[@]}" --seed "$seed" \
-  --agent-read-pause-ms 0 --log-level info >"$work/sim.env" 2>"$work/sim.log" &
+  --agent-read-pause-ms "${AGENT_READ_PAUSE_MS:-1}" --log-level info >"$work/sim.env" 2>"$work/sim.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q AWS_ENDPOINT_URL_SSM "$work/sim.env" 2>/dev/null && break; sleep 0.1; done
 # shellcheck disable=SC1091
