@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""rssm benchmarks against rssm-sim on loopback: forward throughput, CPU and memory.
+"""rssm benchmarks against rssm-sim on loopback: forward throughput, CPU and memory, keystroke
+latency under bulk load, and shell start-up time.
 
 Usage:  python3 bench/run.py [--runs 3] [--size-mib 256] [--capped-size-mib 16] [--skip-build]
 
@@ -10,13 +11,20 @@ Each figure is the median of --runs runs. Prints a Markdown table (paste into BE
 
 Scenarios:
   (a) service-like: the simulator's message-rate cap (1000 msgs/s per session, like the real
-      service) and the agent's 1 ms pause per 1024-byte read;
-  (b) limits off: no rate cap, no read pause — the protocol stack's ceiling.
+      service) and the agent's 1 ms pause per 1024-byte read; rssm with its default pacing. The
+      table says which share of the cap was used and how many messages the simulator throttled.
+  (b) limits off: no rate cap, no read pause, `--max-msg-rate 0` — the protocol stack's ceiling.
+Latency: 1-byte pings through a forward to a server that answers each `k` (p50/p99 of 300 pings),
+idle, while another connection of the same forward uploads bulk data, and while another session
+does. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
 """
 
 import argparse
 import hashlib
 import os
+import pty
+import re
+import select
 import socket
 import statistics
 import subprocess
@@ -98,13 +106,14 @@ def proc_cpu_rss(pid):
     return cpu, rss
 
 
-def start_sim(capped):
-    args = [bin_path("rssm-sim"), "serve", "--listen", "127.0.0.1:0", "--log-level", "warn"]
+def start_sim(capped, log=None):
+    args = [bin_path("rssm-sim"), "serve", "--listen", "127.0.0.1:0", "--log-level", "info"]
     if capped:
         args += ["--rate-limit", "1000", "--agent-read-pause-ms", "1"]
     else:
         args += ["--agent-read-pause-ms", "0"]
-    sim = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sim = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL,
+                           text=True)
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("AWS_"):
@@ -122,12 +131,25 @@ def start_sim(capped):
                 return sim, env
 
 
+def rssm_args(capped):
+    """rssm keeps its default pacing under the service-like cap and drops it for (b)."""
+    return [bin_path("rssm")] + ([] if capped else ["--max-msg-rate", "0"])
+
+
+def throttled(log_path):
+    """Messages the simulator throttled, from its session summaries."""
+    with open(log_path) as f:
+        return sum(int(m) for m in re.findall(r"throttled=(\d+)", f.read()))
+
+
 def one_run(direction, capped, size):
-    sim, env = start_sim(capped)
+    log_path = f"/tmp/rssm-bench-sim-{os.getpid()}.log"
+    with open(log_path, "w") as log:
+        sim, env = start_sim(capped, log)
     sink = Sink("discard" if direction == "upload" else "source", size)
     local = free_port()
     rssm = subprocess.Popen(
-        [bin_path("rssm"), "forward", TARGET, "-q", "-L", f"{local}:localhost:{sink.port}"],
+        rssm_args(capped) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{sink.port}"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 20
@@ -164,10 +186,138 @@ def one_run(direction, capped, size):
         conn.close()
         if moved != size:
             raise SystemExit(f"{direction}: moved {moved} of {size} bytes")
-        return size / elapsed / 1e6, (cpu1 - cpu0) * (100 * 2**20) / size, rss / 2**20
+        result = [size / elapsed / 1e6, (cpu1 - cpu0) * (100 * 2**20) / size, rss / 2**20]
     finally:
-        rssm.terminate()
+        rssm.send_signal(2)  # Ctrl-C: ends the session, so the simulator logs its summary
         rssm.wait(timeout=10)
+        time.sleep(0.3)
+        sim.terminate()
+        sim.wait(timeout=10)
+    # Stream messages per second (1024-byte payloads) against the cap of 1000.
+    msgs = size / 1024 / (size / result[0] / 1e6)
+    return result + [msgs / 1000 * 100, throttled(log_path)]
+
+
+class PingServer:
+    """Answers every `k` it reads with a `k` and discards everything else: one destination for
+    both the bulk upload and the pings, so they can share one forward (one session)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def serve(conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while True:
+                b = conn.recv(1 << 16)
+                if not b:
+                    return
+                n = b.count(b"k")
+                if n:
+                    conn.sendall(b"k" * n)
+
+
+def connect_when_listening(port, proc):
+    deadline = time.time() + 20
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            if time.time() > deadline:
+                raise SystemExit("rssm forward did not listen: "
+                                 + proc.stderr.read1(4096).decode(errors="replace"))
+            time.sleep(0.05)
+
+
+def bulk_upload(port, proc, stop):
+    conn = connect_when_listening(port, proc)
+    block = bytes(1 << 16)  # zeros: never a `k`
+    while not stop.is_set():
+        conn.sendall(block)
+    conn.close()
+
+
+def latency(mode, pings=300):
+    """p50/p99 ping round trip in ms through a capped simulator with rssm's default pacing;
+    mode: idle, same-forward (bulk on another connection of the forward), other-session."""
+    sim, env = start_sim(True)
+    server = PingServer()
+    procs = []
+    stop = threading.Event()
+    try:
+        local = free_port()
+        fwd = subprocess.Popen(
+            rssm_args(True) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{server.port}"],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(fwd)
+        bulk_port, bulk_proc = local, fwd
+        if mode == "other-session":
+            bulk_port = free_port()
+            bulk_proc = subprocess.Popen(
+                rssm_args(True)
+                + ["forward", TARGET, "-q", "-L", f"{bulk_port}:localhost:{server.port}"],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE)
+            procs.append(bulk_proc)
+        conn = connect_when_listening(local, fwd)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if mode != "idle":
+            threading.Thread(target=bulk_upload, args=(bulk_port, bulk_proc, stop),
+                             daemon=True).start()
+            time.sleep(2)  # let the bulk transfer fill every queue it can
+        samples = []
+        for _ in range(pings):
+            t = time.perf_counter()
+            conn.sendall(b"k")
+            if conn.recv(1) != b"k":
+                raise SystemExit("ping: bad answer")
+            samples.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.02)
+        conn.close()
+        samples.sort()
+        return samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1]
+    finally:
+        stop.set()
+        for p in procs:
+            p.send_signal(2)
+            p.wait(timeout=10)
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+def shell_startup():
+    """Seconds from starting `rssm shell` on a PTY to the remote prompt."""
+    sim, env = start_sim(True)
+    try:
+        master, slave = pty.openpty()
+        start = time.monotonic()
+        proc = subprocess.Popen(rssm_args(True) + ["shell", TARGET], env=env, stdin=slave,
+                                stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        seen = b""
+        while not re.search(rb"[#$] $", seen):
+            if time.monotonic() - start > 30:
+                raise SystemExit(f"no prompt: {seen!r}")
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                seen += os.read(master, 4096)
+        elapsed = time.monotonic() - start
+        os.write(master, b"exit\r")
+        proc.wait(timeout=10)
+        os.close(master)
+        return elapsed
+    finally:
         sim.terminate()
         sim.wait(timeout=10)
 
@@ -182,9 +332,11 @@ def main():
     args = ap.parse_args()
     if not args.skip_build:
         build()
-    print(f"machine: {os.cpu_count()} cores; median of {args.runs} runs; one TCP connection\n")
-    print("| scenario | direction | size | MB/s | rssm CPU s / 100 MiB | rssm peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
+    print(f"machine: {os.cpu_count()} cores; median of {args.runs} runs\n")
+    print("Forward throughput, one TCP connection:\n")
+    print("| scenario | direction | size | MB/s | % of cap | throttled | rssm CPU s / 100 MiB "
+          "| rssm peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for capped, label, mib in [(False, "(b) limits off", args.size_mib),
                                (True, "(a) service-like cap", args.capped_size_mib)]:
         for direction in ["upload", "download"]:
@@ -192,8 +344,24 @@ def main():
             mbps = statistics.median(r[0] for r in results)
             cpu = statistics.median(r[1] for r in results)
             rss = max(r[2] for r in results)
-            print(f"| {label} | {direction} | {mib} MiB | {mbps:.1f} | {cpu:.2f} | {rss:.1f} |",
-                  flush=True)
+            share = f"{statistics.median(r[3] for r in results):.1f}" if capped else "–"
+            thr = sum(r[4] for r in results)
+            print(f"| {label} | {direction} | {mib} MiB | {mbps:.1f} | {share} | {thr} "
+                  f"| {cpu:.2f} | {rss:.1f} |", flush=True)
+    print("\nPing round trip through a forward (service-like cap, default pacing), ms:\n")
+    print("| while | p50 | p99 |")
+    print("|---|---|---|")
+    for mode in ["idle", "same-forward", "other-session"]:
+        runs = [latency(mode) for _ in range(args.runs)]
+        p50 = statistics.median(r[0] for r in runs)
+        p99 = statistics.median(r[1] for r in runs)
+        label = {"idle": "nothing else runs",
+                 "same-forward": "another connection of the same forward uploads bulk",
+                 "other-session": "another session uploads bulk"}[mode]
+        print(f"| {label} | {p50:.2f} | {p99:.2f} |", flush=True)
+    starts = [shell_startup() for _ in range(args.runs)]
+    print(f"\n`rssm shell` start to remote prompt: {statistics.median(starts) * 1000:.0f} ms "
+          "(median; the simulated agent, like the real one, waits 1 s before its first read)")
 
 
 if __name__ == "__main__":
