@@ -74,6 +74,10 @@ pub struct SessionConfig {
     pub max_message_rate: Option<u32>,
     /// Messages the pacer lets out back to back.
     pub pacing_burst: u32,
+    /// When held back by the pacer, wake (via [`Session::poll_timeout`]) only once this many
+    /// messages may go: fewer wake-ups at the same rate, at the cost of up to this many
+    /// messages' worth of extra latency.
+    pub pacing_wake_batch: u32,
 }
 
 impl SessionConfig {
@@ -94,6 +98,7 @@ impl SessionConfig {
             acknowledge_kms_challenge: false,
             max_message_rate: None,
             pacing_burst: crate::pacing::DEFAULT_BURST,
+            pacing_wake_batch: crate::pacing::DEFAULT_WAKE_BATCH,
         }
     }
 
@@ -681,7 +686,7 @@ impl Session {
         // Held back by the pacer: new messages go when the next token is there, and a
         // retransmission no earlier than that.
         let token = match (&self.pacer, self.paused_until) {
-            (Some(p), None) => Some(p.next_ready(self.now)),
+            (Some(p), None) => Some(p.next_ready_for(self.now, self.config.pacing_wake_batch)),
             _ => None,
         };
         let paced = token.filter(|_| self.outgoing.has_unsent());
