@@ -16,7 +16,8 @@ Scenarios:
   (b) limits off: no rate cap, no read pause, `--max-msg-rate 0` — the protocol stack's ceiling.
 Latency: 1-byte pings through a forward to a server that answers each `k` (p50/p99 of 300 pings),
 idle, while another connection of the same forward uploads bulk data, and while another session
-does. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
+does. Many connections: 50 at once through one forward (limits off), 2 MiB each way each, with
+rssm's peak RSS. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
 """
 
 import argparse
@@ -296,6 +297,91 @@ def latency(mode, pings=300):
         sim.wait(timeout=10)
 
 
+class Exchange:
+    """A loopback server for many connections: each gets SIZE bytes sent while everything it
+    sends is read and discarded."""
+
+    def __init__(self, size):
+        self.size = size
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        with conn:
+            threading.Thread(target=lambda: [None for _ in iter(lambda: conn.recv(1 << 16), b"")],
+                             daemon=True).start()
+            block = bytes(1 << 16)
+            left = self.size
+            while left > 0:
+                n = min(left, len(block))
+                conn.sendall(block[:n])
+                left -= n
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(30)
+
+
+def many_connections(count=50, mib_each=2):
+    """`count` connections at once through one forward (limits off), each sending and receiving
+    MIB_EACH MiB: (seconds, rssm peak RSS MiB)."""
+    sim, env = start_sim(False)
+    server = Exchange(mib_each << 20)
+    local = free_port()
+    rssm = subprocess.Popen(
+        rssm_args(False) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{server.port}"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = []
+
+    def one():
+        try:
+            conn = connect_when_listening(local, rssm)
+            reader_got = [0]
+
+            def read():
+                while b := conn.recv(1 << 16):
+                    reader_got[0] += len(b)
+
+            r = threading.Thread(target=read)
+            r.start()
+            block = os.urandom(1 << 16)
+            for _ in range((mib_each << 20) // len(block)):
+                conn.sendall(block)
+            conn.shutdown(socket.SHUT_WR)
+            r.join(timeout=600)
+            if reader_got[0] != mib_each << 20:
+                errors.append(f"received {reader_got[0]} bytes")
+            conn.close()
+        except OSError as e:
+            errors.append(str(e))
+
+    try:
+        connect_when_listening(local, rssm).close()
+        start = time.monotonic()
+        threads = [threading.Thread(target=one) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=900)
+        elapsed = time.monotonic() - start
+        _, rss = proc_cpu_rss(rssm.pid)
+        if errors:
+            raise SystemExit(f"{len(errors)} connections failed: {errors[0]}")
+        return elapsed, rss / 2**20
+    finally:
+        rssm.send_signal(2)
+        rssm.wait(timeout=10)
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
 def shell_startup():
     """Seconds from starting `rssm shell` on a PTY to the remote prompt."""
     sim, env = start_sim(True)
@@ -359,6 +445,10 @@ def main():
                  "same-forward": "another connection of the same forward uploads bulk",
                  "other-session": "another session uploads bulk"}[mode]
         print(f"| {label} | {p50:.2f} | {p99:.2f} |", flush=True)
+    runs = [many_connections() for _ in range(args.runs)]
+    print(f"\n50 connections at once through one forward (limits off), 2 MiB each way each: "
+          f"{statistics.median(r[0] for r in runs):.1f} s, rssm peak RSS "
+          f"{max(r[1] for r in runs):.1f} MiB (largest of {args.runs} runs)")
     starts = [shell_startup() for _ in range(args.runs)]
     print(f"\n`rssm shell` start to remote prompt: {statistics.median(starts) * 1000:.0f} ms "
           "(median; the simulated agent, like the real one, waits 1 s before its first read)")
