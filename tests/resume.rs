@@ -298,10 +298,11 @@ fn a_shell_command_typed_across_a_websocket_kill_runs_once_and_its_output_arrive
     let mut cmd = sim.rssm();
     cmd.args(["shell", DEMO]);
     let mut t = Term::spawn(cmd);
-    t.expect(r"[#$] $");
+    // Not anchored at the end: the notice of the kill may follow the prompt in the same read.
+    t.expect(r"[#$] ");
     // A counter in the remote shell: a command that ran twice would print run-2.
     t.send("n=0; PS1='rssm''-ps> '\r");
-    t.expect("rssm-ps> $");
+    t.expect("rssm-ps> ");
     // On a loaded machine the kill may come before the prompt: `expect` consumed it then.
     if !t.text().contains("reconnecting") {
         t.expect("reconnecting");
@@ -309,11 +310,11 @@ fn a_shell_command_typed_across_a_websocket_kill_runs_once_and_its_output_arrive
     // Typed while the websocket is down (or just after): sent once on the resumed session.
     t.send("n=$((n+1)); echo run-$n-$((6*7))\r");
     t.expect("run-1-42");
-    t.expect("rssm-ps> $");
+    t.expect("rssm-ps> ");
     assert!(t.text().contains("resumed after"), "{:?}", t.text());
     // Typed after the resume.
     t.send("n=$((n+1)); echo run-$n-$((6*7))\r");
-    t.expect("rssm-ps> $");
+    t.expect("rssm-ps> ");
     t.send("exit\r");
     assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
     let text = t.text();
