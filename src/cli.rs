@@ -225,6 +225,11 @@ pub struct ForwardArgs {
     /// from the target. Repeatable. BIND defaults to 127.0.0.1; IPv6 as `[::1]`.
     #[arg(short = 'L', long = "local", value_name = "SPEC")]
     pub local: Vec<String>,
+    /// Sessions per forward. The service holds each session to about 1 MB/s; with N sessions,
+    /// parallel connections (a browser, parallel downloads, several scp) share N times that,
+    /// each new connection going to the least-loaded session.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub sessions: u16,
     #[command(flatten)]
     pub session: SessionArgs,
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::forward::*;
-use common::{Sim, DEMO};
+use common::{run_bounded, Sim, DEMO};
 use rssm_sim::relay::RelayCommand;
 use rssm_sim::state::SessionStatus;
 use rssm_sim::{FaultConfig, SimConfig};
@@ -682,4 +682,89 @@ fn the_drop_in_plugin_forwards_and_speaks_like_the_official_one() {
         .filter(|l| l.starts_with("Connection accepted"))
         .count();
     assert_eq!(accepted, 1, "announced for the first connection only");
+}
+
+#[test]
+fn sessions_share_one_port_and_each_serves_its_share_of_the_connections() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(
+        &sim,
+        &["--sessions", "4", "-L", &format!("0:localhost:{echo}")],
+    );
+    let lanes: Vec<Forwarding> = (0..4).map(|i| fwd.forwarding(i)).collect();
+    let local = lanes[0].local;
+    assert!(lanes.iter().all(|f| f.local == local), "{lanes:?}");
+    let mut ids: Vec<&str> = lanes.iter().map(|f| f.session_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "four sessions: {lanes:?}");
+    assert_eq!(
+        fwd.seen
+            .iter()
+            .filter(|l| l.contains("session 1 of 4"))
+            .count(),
+        1,
+        "{:?}",
+        fwd.seen
+    );
+
+    // Eight connections, each served (echoed once) before the next arrives: two per session.
+    let mut open: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            let mut s = connect(local);
+            s.write_all(&[i]).expect("write");
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).expect("echo");
+            assert_eq!(b[0], i);
+            s
+        })
+        .collect();
+    let per_session: Vec<u64> = ids
+        .iter()
+        .map(|id| sim.sim.state().sessions()[*id].streams_opened)
+        .collect();
+    assert_eq!(per_session, [2, 2, 2, 2]);
+
+    // All eight carry data at once, each its own bytes back.
+    thread::scope(|scope| {
+        for (i, s) in open.iter_mut().enumerate() {
+            scope.spawn(move || {
+                let data = pattern(i as u64, 300_000);
+                let mut reader = s.try_clone().expect("clone");
+                let got = thread::scope(|inner| {
+                    inner.spawn(|| {
+                        s.write_all(&data).expect("write");
+                        s.shutdown(Shutdown::Write).expect("half-close");
+                    });
+                    let mut got = Vec::new();
+                    reader.read_to_end(&mut got).expect("read");
+                    got
+                });
+                assert!(got == data, "connection {i}: {} bytes back", got.len());
+            });
+        }
+    });
+    assert!(fwd.is_running());
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success(), "{:?}", fwd.seen);
+}
+
+#[test]
+fn several_sessions_that_cannot_start_say_why_once() {
+    let sim = Sim::start();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "forward",
+        "i-0000000000000dead",
+        "--sessions",
+        "3",
+        "-L",
+        "0:localhost:80",
+    ]);
+    let out = run_bounded(cmd, WAIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("rssm: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
 }

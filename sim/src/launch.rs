@@ -38,6 +38,7 @@ pub fn start(
             end: None,
             token: Some((token.clone(), Instant::now() + state.token_lifetime())),
             relay: relay_tx,
+            streams_opened: 0,
         },
     );
     tracing::info!(session = %id, target = %target.id, document = %plan.document_name, "session started");

@@ -75,6 +75,8 @@ pub struct SessionRecord {
     pub token: Option<(String, Instant)>,
     /// Commands to the session's relay.
     pub relay: mpsc::Sender<RelayCommand>,
+    /// Connections (smux streams) its port forwarding agent accepted.
+    pub streams_opened: u64,
 }
 
 /// Why a data-channel token was refused.

@@ -2,13 +2,15 @@
 //! the target, ssh `-L` style (PROTOCOL.md §9.4).
 //!
 //! Every forward gets its own listener (bound first, on 127.0.0.1 unless told otherwise, so a busy
-//! port fails before any session starts) and its own session. Modern agents multiplex any number
+//! port fails before any session starts) and its own session (`--sessions N`: N of them, each new
+//! connection going to the least-loaded, see [`lanes`]). Modern agents multiplex any number
 //! of connections over the session with smux ([`mux`]); old ones take one at a time ([`basic`]).
 //! Ctrl-C ends every session cleanly and exits 0. A session that is gone for good (closed by the
 //! service, lost beyond resuming, its agent restarting) is replaced by a new one on the same
 //! listener; only when no new session can be had for minutes does the command fail (255).
 //!
 //! * `spec` — parsing `PORT`/`-L` and choosing the document;
+//! * `lanes`, `source` — several sessions behind one listener (`--sessions N`);
 //! * `tunnel` — one forward's life: session, handshake, mode, clean close, the next session;
 //! * `restart`, `held` — pacing new sessions, and connections waiting for one;
 //! * `mux`, `basic`, `conn` — serving connections; `status` — stderr messages and status line;
@@ -17,9 +19,11 @@
 mod basic;
 mod conn;
 mod held;
+mod lanes;
 mod mux;
 mod plugin;
 mod restart;
+mod source;
 mod spec;
 mod status;
 mod tunnel;
@@ -34,6 +38,8 @@ use tokio::task::JoinSet;
 use crate::aws::Aws;
 use crate::cli::ForwardArgs;
 
+use self::lanes::{LaneState, Lanes};
+use self::source::Source;
 use self::status::{Console, Counters};
 use self::tunnel::Tunnel;
 use super::{check_target, EXIT_ERROR};
@@ -62,24 +68,49 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
     let status_line = console.start_status_line(counters.clone());
     let (stop, stopped) = watch::channel(false);
     let mut forwards = JoinSet::new();
+    let sessions = usize::from(args.sessions);
     for (spec, listener) in specs.into_iter().zip(listeners) {
-        let tunnel = Tunnel {
+        let tunnel = |source, lane, label| Tunnel {
             aws: aws.clone(),
             target: args.target.clone(),
             session: args.session.clone(),
-            spec,
-            listener,
+            spec: spec.clone(),
+            source,
+            lane,
+            label,
         };
-        forwards.spawn(tunnel::run(
-            tunnel,
-            console,
-            counters.clone(),
-            stopped.clone(),
-        ));
+        if sessions == 1 {
+            let tunnel = tunnel(Source::Listener(listener), LaneState::new(), None);
+            forwards.spawn(tunnel::run(
+                tunnel,
+                console,
+                counters.clone(),
+                stopped.clone(),
+            ));
+            continue;
+        }
+        let (lanes, ends) = Lanes::new(sessions, listener.local_addr()?);
+        for (i, (source, lane)) in ends.into_iter().enumerate() {
+            let label = format!("session {} of {sessions}", i + 1);
+            let tunnel = tunnel(source, lane, Some(label));
+            forwards.spawn(tunnel::run(
+                tunnel,
+                console,
+                counters.clone(),
+                stopped.clone(),
+            ));
+        }
+        let stopped = stopped.clone();
+        forwards.spawn(async move {
+            lanes::dispatch(listener, lanes, stopped).await;
+            Ok(())
+        });
     }
 
     let mut failed = false;
     let mut interrupted = false;
+    // Sessions behind one listener fail alike (a wrong target, missing permissions): say it once.
+    let mut said = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = signals.recv() => {
@@ -94,7 +125,10 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
                 None => break,
                 Some(Ok(Ok(()))) => {}
                 Some(Ok(Err(e))) => {
-                    console.line(&format!("rssm: {}", crate::one_line(&e)));
+                    let line = format!("rssm: {}", crate::one_line(&e));
+                    if said.insert(line.clone()) {
+                        console.line(&line);
+                    }
                     failed = true;
                     // One forward down ends the command: close the others cleanly.
                     let _ = stop.send(true);

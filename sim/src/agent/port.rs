@@ -310,6 +310,9 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
         while let Some(ev) = smux.poll_event() {
             match ev {
                 SmuxEvent::StreamOpened(id) => {
+                    if let Some(r) = ctx.state.sessions().get_mut(&ctx.session_id) {
+                        r.streams_opened += 1;
+                    }
                     streams.insert(id, MuxStream::default());
                     tokio::spawn(stream_task(
                         id,

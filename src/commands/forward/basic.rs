@@ -8,34 +8,35 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rssm_protocol::payload::Flag;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
 use super::conn::{Conn, ConnEvent, ConnId};
+use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{End, Input, Output};
 
-/// Serves `listener` one connection at a time until the user stops or the session ends,
+/// Serves the connections of `source` one at a time until the user stops or the session ends,
 /// starting with the connections `waiting` since before the session was ready. The connection
 /// open at the end is closed cleanly (FIN).
 pub async fn serve<R: Reports>(
-    listener: &TcpListener,
+    source: &mut Source,
     waiting: Vec<TcpStream>,
     link: Link<'_, R>,
     ctx: &Ctx,
 ) -> Stop {
     let mut current = None;
-    let stop = serve_each(listener, waiting.into(), link, ctx, &mut current).await;
+    let stop = serve_each(source, waiting.into(), link, ctx, &mut current).await;
     if let Some((_, conn)) = current {
         conn.close();
-        ctx.counters.closed();
+        ctx.closed();
     }
     stop
 }
 
 async fn serve_each<R: Reports>(
-    listener: &TcpListener,
+    source: &mut Source,
     mut waiting: VecDeque<TcpStream>,
     link: Link<'_, R>,
     ctx: &Ctx,
@@ -99,7 +100,7 @@ async fn serve_each<R: Reports>(
                     // The plugin treats any end of the local read as a disconnect (§9.4.2).
                     if let Some((_, conn)) = current.take() {
                         conn.abort();
-                        ctx.counters.closed();
+                        ctx.closed();
                     }
                     held = None;
                     pending.push_back(Input::Flag(Flag::DisconnectToPort));
@@ -107,10 +108,10 @@ async fn serve_each<R: Reports>(
                 }
                 _ => {} // from a connection already closed
             },
-            accepted = next_connection(listener, &mut waiting), if current.is_none() => match accepted {
+            accepted = next_connection(source, &mut waiting), if current.is_none() => match accepted {
                 Ok(socket) => {
                     next_id = next_id.wrapping_add(1);
-                    ctx.counters.opened();
+                    ctx.opened();
                     ctx.on_accept(true);
                     let conn = Conn::spawn(next_id, socket, events_tx.clone(), room.clone(), ctx.counters.clone());
                     *current = Some((next_id, conn));
@@ -125,17 +126,15 @@ async fn serve_each<R: Reports>(
     }
 }
 
-/// The oldest waiting connection, else the next one the listener accepts.
+/// The oldest waiting connection, else the next one from `source`.
 async fn next_connection(
-    listener: &TcpListener,
+    source: &mut Source,
     waiting: &mut VecDeque<TcpStream>,
 ) -> std::io::Result<TcpStream> {
     if let Some(socket) = waiting.pop_front() {
         return Ok(socket);
     }
-    let (socket, peer) = listener.accept().await?;
-    tracing::debug!(%peer, "connection accepted");
-    Ok(socket)
+    source.accept().await
 }
 
 #[cfg(test)]
@@ -159,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_one_connection_at_a_time_and_reports_disconnects() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (input, mut to_agent) = mpsc::channel(64);
         let (from_agent, mut output) = mpsc::channel(64);
@@ -176,7 +175,7 @@ mod tests {
                 output: &mut output,
                 shutdown: &mut shutdown,
             };
-            serve(&listener, Vec::new(), link, &ctx).await
+            serve(&mut Source::Listener(listener), Vec::new(), link, &ctx).await
         });
 
         let mut first = TcpStream::connect(addr).await.unwrap();

@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use super::source::Source;
 
 /// Most connections held at once; later ones wait, unaccepted, in the listen backlog.
 pub const HOLD_LIMIT: usize = 64;
@@ -63,11 +65,11 @@ impl Held {
         self.conns.drain(..).map(|(_, s)| s).collect()
     }
 
-    /// Runs `work` to completion while accepting connections on `listener` into the queue and
+    /// Runs `work` to completion while accepting connections from `source` into the queue and
     /// closing those that waited too long.
     pub async fn while_holding<T>(
         &mut self,
-        listener: &TcpListener,
+        source: &mut Source,
         work: impl Future<Output = T>,
     ) -> T {
         tokio::pin!(work);
@@ -80,9 +82,9 @@ impl Held {
                 .min();
             tokio::select! {
                 out = &mut work => return out,
-                accepted = listener.accept(), if accepting => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::debug!(%peer, "connection held until a session is ready");
+                accepted = source.accept(), if accepting => match accepted {
+                    Ok(stream) => {
+                        tracing::debug!("connection held until a session is ready");
                         accept_after = None;
                         self.push(stream, Instant::now());
                     }
@@ -121,21 +123,22 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn holds_connections_while_working_and_closes_those_that_wait_too_long() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut listener = Source::Listener(listener);
         let mut held = Held::default();
         let mut early = TcpStream::connect(addr).await.unwrap();
         let work = async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             7
         };
-        assert_eq!(held.while_holding(&listener, work).await, 7);
+        assert_eq!(held.while_holding(&mut listener, work).await, 7);
         assert_eq!(held.len(), 1, "accepted while the work ran");
 
         // Past the timeout the waiting connection is closed: its client reads EOF.
         let late = TcpStream::connect(addr).await.unwrap();
         let work = tokio::time::sleep(HOLD_TIMEOUT - Duration::from_millis(500));
-        held.while_holding(&listener, work).await;
+        held.while_holding(&mut listener, work).await;
         assert_eq!(held.len(), 1, "the late one is still within its time");
         let mut buf = [0u8; 1];
         assert_eq!(early.read(&mut buf).await.unwrap(), 0);

@@ -19,12 +19,13 @@ use std::sync::Arc;
 
 use rssm_protocol::payload::Flag;
 use rssm_protocol::smux::{SmuxConfig, SmuxEvent, SmuxRole, SmuxSession, StreamId};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::conn::{Conn, ConnEvent, READ_SIZE};
+use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{End, Input, Output};
 
@@ -62,11 +63,11 @@ struct Stream {
     closed_after_up: bool,
 }
 
-/// Serves `listener` over the session until the user stops, the session ends, or smux fails,
+/// Serves the connections of `source` over the session until the user stops, the session ends, or smux fails,
 /// starting with the connections `waiting` since before the session was ready.
 /// `keep_alive` turns on smux NOPs for agents that keep their own keep-alive on (§9.4.3).
 pub async fn serve<R: Reports>(
-    listener: &TcpListener,
+    source: &mut Source,
     waiting: Vec<TcpStream>,
     link: Link<'_, R>,
     ctx: &Ctx,
@@ -98,7 +99,7 @@ pub async fn serve<R: Reports>(
     for socket in waiting {
         mux.adopt(socket);
     }
-    mux.run(listener, link, events).await
+    mux.run(source, link, events).await
 }
 
 struct Mux<'a> {
@@ -125,7 +126,7 @@ struct Mux<'a> {
 impl Mux<'_> {
     async fn run<R: Reports>(
         &mut self,
-        listener: &TcpListener,
+        source: &mut Source,
         link: Link<'_, R>,
         mut events: mpsc::Receiver<ConnEvent>,
     ) -> Stop {
@@ -190,9 +191,8 @@ impl Mux<'_> {
                 },
                 _ = self.room.notified(), if !self.readable.is_empty() => {}
                 Some(event) = events.recv() => self.on_conn_event(event),
-                accepted = listener.accept(), if accepting => match accepted {
-                    Ok((socket, peer)) => {
-                        tracing::debug!(%peer, "connection accepted");
+                accepted = source.accept(), if accepting => match accepted {
+                    Ok(socket) => {
                         accept_after = None;
                         self.adopt(socket);
                     }
@@ -214,7 +214,7 @@ impl Mux<'_> {
         match self.smux.open_stream() {
             Ok(id) => {
                 tracing::debug!(stream = id.0, "stream opened");
-                self.ctx.counters.opened();
+                self.ctx.opened();
                 self.ctx.on_accept(false);
                 let credit = Arc::new(Semaphore::new(UP_CREDIT));
                 let conn = Conn::spawn_credited(
@@ -367,7 +367,7 @@ impl Mux<'_> {
     fn forget(&mut self, id: StreamId) {
         let _ = self.smux.drop_stream(id);
         if self.streams.remove(&id).is_some() {
-            self.ctx.counters.closed();
+            self.ctx.closed();
         }
     }
 
@@ -442,7 +442,7 @@ impl Mux<'_> {
         self.readable.remove(&id);
         if let Some(stream) = self.streams.remove(&id) {
             stream.conn.abort();
-            self.ctx.counters.closed();
+            self.ctx.closed();
         }
     }
 }
@@ -452,7 +452,7 @@ impl Drop for Mux<'_> {
     fn drop(&mut self) {
         for (_, stream) in self.streams.drain() {
             stream.conn.close();
-            self.ctx.counters.closed();
+            self.ctx.closed();
         }
     }
 }

@@ -10,6 +10,7 @@ use rssm_protocol::SessionTypeInfo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::source::Source;
 use super::status::Console;
 use super::tunnel::{self, print_stdout, Ctx, Mode, Stop, Voice};
 use super::{Signals, EXIT_INTERRUPTED};
@@ -35,6 +36,7 @@ pub async fn run_plugin(
         }
     };
     let port = listener.local_addr()?.port();
+    let mut source = Source::Listener(listener);
     let mut signals = Signals::new()?;
     let (stop, mut stopped) = watch::channel(false);
     let ctx = Ctx::new(
@@ -52,7 +54,7 @@ pub async fn run_plugin(
         Mode::Basic { .. } => print_stdout(&format!("Port {port} opened for sessionId {id}.\n")),
     };
     let outcome = {
-        let serve = tunnel::forward_connected(&mut conn, &listener, &ctx, &mut stopped, announce);
+        let serve = tunnel::forward_connected(&mut conn, &mut source, &ctx, &mut stopped, announce);
         tokio::pin!(serve);
         loop {
             tokio::select! {

@@ -16,12 +16,14 @@ use anyhow::{anyhow, Result};
 use rssm_protocol::handshake::{agent_disables_smux_keepalive, agent_supports_mux};
 use rssm_protocol::payload::Flag;
 use rssm_protocol::{SessionType, SessionTypeInfo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::held::Held;
+use super::lanes::{LaneState, Phase};
 use super::restart::{self, Backoff};
+use super::source::Source;
 use super::spec::ForwardSpec;
 use super::status::{Console, Counters};
 use super::{basic, mux};
@@ -75,6 +77,8 @@ pub struct Ctx {
     pub voice: Voice,
     /// A connection was accepted before.
     accepted_before: AtomicBool,
+    /// What the dispatcher of a striped forward sees of this one (load and phase).
+    pub lane: Arc<LaneState>,
 }
 
 impl Ctx {
@@ -86,7 +90,26 @@ impl Ctx {
             remote,
             voice,
             accepted_before: AtomicBool::new(false),
+            lane: LaneState::new(),
         }
+    }
+
+    /// The same, reporting to `lane`.
+    pub fn with_lane(mut self, lane: Arc<LaneState>) -> Ctx {
+        self.lane = lane;
+        self
+    }
+
+    /// A local connection started being served.
+    pub fn opened(&self) {
+        self.counters.opened();
+        self.lane.opened();
+    }
+
+    /// A local connection ended.
+    pub fn closed(&self) {
+        self.counters.closed();
+        self.lane.closed();
     }
 
     /// A local connection was accepted (the plugin announces it, §9.4.2–3).
@@ -155,8 +178,13 @@ pub struct Tunnel {
     pub session: SessionArgs,
     /// What to forward.
     pub spec: ForwardSpec,
-    /// Already bound, so a busy port fails before any session starts.
-    pub listener: TcpListener,
+    /// Its own listener (bound already, so a busy port fails before any session starts), or
+    /// its lane of a listener several sessions share.
+    pub source: Source,
+    /// The lane's state, which the dispatcher reads (a forward of its own has one nobody reads).
+    pub lane: Arc<LaneState>,
+    /// Which of several sessions behind one listener this is (`session 2 of 4`), for messages.
+    pub label: Option<String>,
 }
 
 /// How the agent forwards (§9.4).
@@ -179,6 +207,21 @@ pub async fn run(
     tunnel: Tunnel,
     console: Console,
     counters: Arc<Counters>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let lane = tunnel.lane.clone();
+    let result = run_lane(tunnel, console, counters, shutdown).await;
+    lane.set_phase(match &result {
+        Ok(()) => Phase::Stopped,
+        Err(e) => Phase::Failed(crate::one_line(e)),
+    });
+    result
+}
+
+async fn run_lane(
+    tunnel: Tunnel,
+    console: Console,
+    counters: Arc<Counters>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let Tunnel {
@@ -186,16 +229,20 @@ pub async fn run(
         target,
         session,
         spec,
-        listener,
+        mut source,
+        lane,
+        label,
     } = tunnel;
-    let local = listener.local_addr()?;
-    let ctx = Ctx::new(console, counters, spec.remote().to_string(), Voice::Rssm);
+    let local = source.local_addr()?;
+    let ctx =
+        Ctx::new(console, counters, spec.remote().to_string(), Voice::Rssm).with_lane(lane.clone());
     let starter = Starter {
         aws,
         target,
         session,
         spec,
         local,
+        label,
     };
     let (mut conn, mut mode) = match starter.start(&mut shutdown, &ctx.console).await {
         Ok(Some(ready)) => ready,
@@ -203,6 +250,7 @@ pub async fn run(
         Err(e) => return Err(e.error),
     };
     starter.announce(&ctx, &conn, &mode);
+    lane.set_phase(Phase::Up);
     let mut held = Held::default();
     let mut backoff: Option<Backoff> = None;
     loop {
@@ -211,7 +259,7 @@ pub async fn run(
         let stop = serve(
             &mut conn,
             &mode,
-            &listener,
+            &mut source,
             held.take(),
             &ctx,
             &mut shutdown,
@@ -237,6 +285,7 @@ pub async fn run(
         };
         terminate(&conn).await;
         drop(conn);
+        lane.set_phase(Phase::Restarting);
         ctx.console.info(&format!(
             "rssm: session {id} ended ({why}); starting a new one…"
         ));
@@ -249,10 +298,14 @@ pub async fn run(
             None => backoff.insert(Backoff::after_session(lived, now)),
         };
         let next = held
-            .while_holding(&listener, next_session(&starter, backoff, &shutdown, &ctx))
+            .while_holding(
+                &mut source,
+                next_session(&starter, backoff, &shutdown, &ctx),
+            )
             .await?;
         let Some(ready) = next else { return Ok(()) };
         (conn, mode) = ready;
+        lane.set_phase(Phase::Up);
         let waiting = match held.len() {
             0 => String::new(),
             1 => " (1 connection waited for it)".to_owned(),
@@ -272,6 +325,7 @@ struct Starter {
     session: SessionArgs,
     spec: ForwardSpec,
     local: SocketAddr,
+    label: Option<String>,
 }
 
 /// Why a session could not be started.
@@ -345,13 +399,21 @@ impl Starter {
         let local = self.local;
         let (target, id) = (&self.target, &conn.started.session_id);
         let mut line = format!("Forwarding {local} -> {} via {target} ({id})", ctx.remote);
+        if let Some(label) = &self.label {
+            line.push_str(&format!("; {label}"));
+        }
         if let Mode::Basic { agent_version } = mode {
             line.push_str(&format!(
                 "; one connection at a time: agent {agent_version} predates multiplexing"
             ));
         }
-        // With LPORT 0 the user cannot do without the chosen port, even with --quiet.
-        if self.spec.local_port == 0 {
+        // With LPORT 0 the user cannot do without the chosen port, even with --quiet (one
+        // line says it when several sessions share the port).
+        let first = self
+            .label
+            .as_deref()
+            .is_none_or(|l| l.starts_with("session 1 "));
+        if self.spec.local_port == 0 && first {
             ctx.console.line(&line);
         } else {
             ctx.console.info(&line);
@@ -419,7 +481,7 @@ async fn next_session(
 /// Serves `listener` over a connected session: handshake, mode, `announce`, serve.
 pub async fn forward_connected(
     conn: &mut Connected,
-    listener: &TcpListener,
+    source: &mut Source,
     ctx: &Ctx,
     shutdown: &mut watch::Receiver<bool>,
     announce: impl FnOnce(&Mode),
@@ -435,7 +497,7 @@ pub async fn forward_connected(
         Err(why) => return Stop::Failed(why),
     };
     announce(&mode);
-    serve(conn, &mode, listener, Vec::new(), ctx, shutdown).await
+    serve(conn, &mode, source, Vec::new(), ctx, shutdown).await
 }
 
 /// Serves `listener` over a session whose handshake is done, starting with the connections
@@ -443,7 +505,7 @@ pub async fn forward_connected(
 async fn serve(
     conn: &mut Connected,
     mode: &Mode,
-    listener: &TcpListener,
+    source: &mut Source,
     waiting: Vec<TcpStream>,
     ctx: &Ctx,
     shutdown: &mut watch::Receiver<bool>,
@@ -456,9 +518,9 @@ async fn serve(
     match mode {
         Mode::Mux { keep_alive } => {
             let _ = link.input.send(Input::Ready(true)).await;
-            mux::serve(listener, waiting, link, ctx, *keep_alive).await
+            mux::serve(source, waiting, link, ctx, *keep_alive).await
         }
-        Mode::Basic { .. } => basic::serve(listener, waiting, link, ctx).await,
+        Mode::Basic { .. } => basic::serve(source, waiting, link, ctx).await,
     }
 }
 
