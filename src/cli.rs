@@ -82,6 +82,10 @@ pub enum Command {
     /// Forward local TCP ports through TARGET (`rssm forward i-0123 3389`,
     /// `rssm forward i-0123 -L 5432:db.internal:5432`).
     Forward(ForwardArgs),
+    /// A local SOCKS5 proxy whose connections leave from TARGET: `rssm socks 1080 --via web-1`,
+    /// then `curl --socks5-hostname 127.0.0.1:1080 http://intranet.internal/`. Each destination
+    /// gets a port-forwarding session of its own, shared by its connections while in use.
+    Socks(SocksArgs),
     /// Start a local simulator and open a shell on its demo instance: try rssm without AWS.
     Demo(DemoArgs),
     /// List managed nodes with their EC2 Name, state, platform, agent version, ping status and
@@ -133,6 +137,7 @@ impl Command {
             Command::Exec(a) => Some(&mut a.target),
             Command::Proxy(a) => Some(&mut a.host),
             Command::Forward(a) => Some(&mut a.target),
+            Command::Socks(a) => Some(&mut a.via),
             _ => None,
         }
     }
@@ -228,6 +233,24 @@ pub struct ForwardArgs {
     /// Sessions per forward. The service holds each session to about 1 MB/s; with N sessions,
     /// parallel connections (a browser, parallel downloads, several scp) share N times that,
     /// each new connection going to the least-loaded session.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub sessions: u16,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// `rssm socks`.
+#[derive(Debug, Args)]
+pub struct SocksArgs {
+    /// `[BIND:]PORT` to listen on; BIND defaults to 127.0.0.1, IPv6 as `[::1]`, 0 picks a free
+    /// port.
+    #[arg(value_name = "[BIND:]PORT")]
+    pub listen: String,
+    /// Where connections leave from: instance id, managed-node id, Name tag, `tag:KEY=VALUE`,
+    /// private IP or DNS name.
+    #[arg(long, value_name = "TARGET")]
+    pub via: String,
+    /// Sessions per destination, as with `forward --sessions`.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub sessions: u16,
     #[command(flatten)]

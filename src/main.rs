@@ -154,6 +154,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
             let aws = aws::Aws::load(&cli.aws_options()).await?;
             commands::forward::run(&aws, args, cli.quiet).await
         }
+        Command::Socks(args) => {
+            commands::check_target(&args.via)?;
+            let aws = aws::Aws::load(&cli.aws_options()).await?;
+            commands::socks::run(&aws, args, cli.quiet).await
+        }
     }
 }
 

@@ -19,14 +19,14 @@
 mod basic;
 mod conn;
 mod held;
-mod lanes;
+pub(crate) mod lanes;
 mod mux;
 mod plugin;
 mod restart;
-mod source;
-mod spec;
-mod status;
-mod tunnel;
+pub(crate) mod source;
+pub(crate) mod spec;
+pub(crate) mod status;
+pub(crate) mod tunnel;
 
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ use super::{check_target, EXIT_ERROR};
 pub use self::plugin::run_plugin;
 
 /// Exit status after a second Ctrl-C (128 + SIGINT, as shells report it).
-const EXIT_INTERRUPTED: u8 = 130;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Forwards until Ctrl-C (exit 0), or until a forward cannot go on: its first session fails, or
 /// no new session can be started after one was lost (exit 255).
@@ -146,13 +146,13 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
 }
 
 /// Ctrl-C, and on Unix also SIGTERM and SIGHUP: each means "close everything cleanly".
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     unix: Vec<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    fn new() -> Result<Signals> {
+    pub(crate) fn new() -> Result<Signals> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -172,7 +172,7 @@ impl Signals {
         Ok(Signals {})
     }
 
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         #[cfg(unix)]
         {
             let any = self.unix.iter_mut().map(|s| Box::pin(s.recv()));

@@ -11,6 +11,7 @@ pub mod list;
 pub mod plugin;
 pub mod proxy;
 pub mod shell;
+pub mod socks;
 pub mod ssh_config;
 
 use std::collections::HashMap;

@@ -145,6 +145,23 @@ impl fmt::Display for Remote<'_> {
 }
 
 /// Splits on `:` outside `[...]`.
+/// Parses `[BIND:]PORT` (a listening address, as `ssh -D` takes it): BIND as in `-L`,
+/// 127.0.0.1 when left out; PORT 0 lets the OS pick one.
+pub fn parse_listen(text: &str) -> Result<SocketAddr> {
+    let usage = || format!("{text}: expected [BIND:]PORT, e.g. 1080 or 127.0.0.1:1080");
+    let fields = split_fields(text).with_context(usage)?;
+    let (bind, port) = match fields.as_slice() {
+        [p] => (IpAddr::V4(Ipv4Addr::LOCALHOST), *p),
+        [b, p] => (parse_bind(b).with_context(usage)?, *p),
+        _ => bail!(usage()),
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .with_context(|| format!("{}: PORT {port:?} is not 0-65535", usage()))?;
+    Ok(SocketAddr::new(bind, port))
+}
+
 fn split_fields(spec: &str) -> Result<Vec<&str>> {
     let mut fields = Vec::new();
     let mut start = 0;
@@ -196,6 +213,19 @@ mod tests {
             host: host.into(),
             remote_port,
         }
+    }
+
+    #[test]
+    fn parses_listening_addresses() {
+        assert_eq!(parse_listen("1080").unwrap().to_string(), "127.0.0.1:1080");
+        assert_eq!(parse_listen("*:0").unwrap().to_string(), "0.0.0.0:0");
+        assert_eq!(
+            parse_listen("[::1]:1080").unwrap().to_string(),
+            "[::1]:1080"
+        );
+        assert!(parse_listen("1080:x").is_err());
+        assert!(parse_listen("70000").is_err());
+        assert!(parse_listen("a:b:c").is_err());
     }
 
     #[test]

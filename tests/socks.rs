@@ -1,0 +1,301 @@
+//! `rssm socks` end to end: the real binary against an in-process simulator, SOCKS5 clients
+//! (hand-written byte by byte, and curl) reaching real TCP and HTTP servers on loopback through
+//! the simulated target.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::forward::*;
+use common::{run_bounded, Sim, TempDir, DEMO};
+
+/// `rssm socks 0 --via TARGET …`, with the proxy's address from its first line.
+fn start_proxy(sim: &Sim, via: &str, extra: &[&str]) -> (Forward, SocketAddr) {
+    let mut cmd = sim.rssm();
+    cmd.args(["socks", "0", "--via", via]).args(extra);
+    let mut proxy = Forward::spawn(cmd, Pipe::Stderr);
+    let line = proxy.wait_line("SOCKS5 proxy on …", |l| l.starts_with("SOCKS5 proxy on "));
+    let addr = line
+        .trim_start_matches("SOCKS5 proxy on ")
+        .split(';')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    (proxy, addr)
+}
+
+/// A SOCKS5 CONNECT to `dest` (ATYP 1, 3 or 4 as given); returns the reply code and, when it
+/// succeeded, the connected stream.
+fn socks_connect(proxy: SocketAddr, atyp_and_addr: &[u8], port: u16) -> (u8, TcpStream) {
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 0]).expect("greeting");
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).expect("method choice");
+    assert_eq!(choice, [5, 0], "no authentication chosen");
+    let mut req = vec![5, 1, 0];
+    req.extend_from_slice(atyp_and_addr);
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).expect("request");
+    let reply = read_reply(&mut s);
+    (reply, s)
+}
+
+/// Reads a SOCKS5 reply (any address type); returns its code.
+fn read_reply(s: &mut TcpStream) -> u8 {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).expect("reply head");
+    assert_eq!(head[0], 5, "version");
+    let addr_len = match head[3] {
+        1 => 4,
+        4 => 16,
+        3 => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n).expect("name length");
+            n[0] as usize
+        }
+        t => panic!("address type {t}"),
+    };
+    let mut rest = vec![0u8; addr_len + 2];
+    s.read_exact(&mut rest).expect("bound address");
+    head[1]
+}
+
+fn ipv4(ip: Ipv4Addr) -> Vec<u8> {
+    let mut v = vec![1];
+    v.extend_from_slice(&ip.octets());
+    v
+}
+
+fn domain(name: &str) -> Vec<u8> {
+    let mut v = vec![3, name.len() as u8];
+    v.extend_from_slice(name.as_bytes());
+    v
+}
+
+fn echo_through(mut s: TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut reader = s.try_clone().expect("clone");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            s.write_all(data).expect("write");
+            s.shutdown(Shutdown::Write).expect("half-close");
+        });
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).expect("read");
+        got
+    })
+}
+
+/// Documents of the simulator's sessions with their `host` parameter, sorted.
+fn sessions(sim: &Sim) -> Vec<(String, Option<String>)> {
+    let mut v: Vec<_> = sim
+        .sim
+        .state()
+        .sessions()
+        .values()
+        .map(|r| {
+            let host = r
+                .plan
+                .properties
+                .get("host")
+                .and_then(|h| h.as_str())
+                .map(str::to_owned);
+            (r.plan.document_name.clone(), host)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn each_destination_gets_one_session_that_its_connections_share() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let (mut proxy, addr) = start_proxy(&sim, DEMO, &[]);
+
+    for i in 0..3u64 {
+        let (code, s) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo);
+        assert_eq!(code, 0, "CONNECT 127.0.0.1 #{i}");
+        let data = pattern(i, 50_000);
+        assert!(echo_through(s, &data) == data);
+    }
+    let (code, s) = socks_connect(addr, &domain("LocalHost"), echo);
+    assert_eq!(code, 0, "CONNECT localhost");
+    assert_eq!(echo_through(s, b"by name"), b"by name");
+
+    assert_eq!(
+        sessions(&sim),
+        [
+            ("AWS-StartPortForwardingSession".to_owned(), None),
+            (
+                "AWS-StartPortForwardingSessionToRemoteHost".to_owned(),
+                Some("127.0.0.1".to_owned())
+            ),
+        ],
+        "one session per destination"
+    );
+    assert!(proxy.is_running());
+    proxy.interrupt();
+    assert!(proxy.wait_exit().success(), "{:?}", proxy.seen);
+}
+
+#[test]
+fn ipv6_destinations_work() {
+    let sim = Sim::start();
+    let listener = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind ::1");
+    let echo = serve_echo(listener, b"six\n");
+    let (_proxy, addr) = start_proxy(&sim, DEMO, &[]);
+    let mut atyp = vec![4];
+    atyp.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+    let (code, s) = socks_connect(addr, &atyp, echo);
+    assert_eq!(code, 0);
+    assert_eq!(echo_through(s, b"ping"), b"six\nping");
+    assert_eq!(sessions(&sim)[0].1.as_deref(), Some("::1"));
+}
+
+#[test]
+fn unsupported_requests_get_their_reply_codes_and_the_proxy_goes_on() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let (mut proxy, addr) = start_proxy(&sim, DEMO, &[]);
+
+    // Only username/password offered: "no acceptable methods".
+    let mut s = connect(addr);
+    s.write_all(&[5, 1, 2]).expect("greeting");
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).expect("answer");
+    assert_eq!(choice, [5, 0xff]);
+
+    // BIND and UDP ASSOCIATE: "command not supported".
+    for command in [2u8, 3] {
+        let mut s = connect(addr);
+        s.write_all(&[5, 1, 0]).expect("greeting");
+        s.read_exact(&mut choice).expect("answer");
+        let mut req = vec![5, command, 0];
+        req.extend_from_slice(&ipv4(Ipv4Addr::LOCALHOST));
+        req.extend_from_slice(&echo.to_be_bytes());
+        s.write_all(&req).expect("request");
+        assert_eq!(read_reply(&mut s), 7, "command {command}");
+    }
+
+    // Garbage instead of SOCKS: the connection is closed, nothing else happens.
+    let mut s = connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+
+    let (code, s) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo);
+    assert_eq!(code, 0);
+    assert_eq!(echo_through(s, b"still here"), b"still here");
+    assert!(sessions(&sim).len() == 1, "no session for refused requests");
+    assert!(proxy.is_running());
+}
+
+#[test]
+fn a_destination_that_cannot_be_reached_fails_its_clients_not_the_proxy() {
+    let sim = Sim::start();
+    let (mut proxy, addr) = start_proxy(&sim, "i-0000000000000dead", &[]);
+    let (code, _s) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), 80);
+    assert_eq!(code, 1, "general failure");
+    let line = proxy.wait_line("an error", |l| l.starts_with("rssm: 127.0.0.1:80: "));
+    assert!(line.len() < 400, "{line}");
+    // It is still serving: the next client gets the same answer, not a refused connection.
+    let (code, _s) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), 80);
+    assert_eq!(code, 1);
+    assert!(proxy.is_running());
+}
+
+#[test]
+fn sessions_per_destination_share_its_connections() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let (_proxy, addr) = start_proxy(&sim, DEMO, &["--sessions", "2"]);
+    let open: Vec<TcpStream> = (0..4u8)
+        .map(|i| {
+            let (code, mut s) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo);
+            assert_eq!(code, 0);
+            s.write_all(&[i]).expect("write");
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).expect("echo");
+            s
+        })
+        .collect();
+    let per_session: Vec<u64> = sim
+        .sim
+        .state()
+        .sessions()
+        .values()
+        .map(|r| r.streams_opened)
+        .collect();
+    assert_eq!(per_session, [2, 2], "two sessions, two connections each");
+    drop(open);
+}
+
+/// A real HTTP server (Python's) on loopback, serving `dir`.
+struct HttpServer(Child, u16);
+
+impl HttpServer {
+    fn start(dir: &std::path::Path) -> HttpServer {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is needed for the HTTP server (scripts/test.sh installs it)");
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "HTTP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpServer(child, port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn curl_fetches_pages_through_the_proxy_by_name() {
+    let sim = Sim::start();
+    let dir = TempDir::new("socks-http");
+    let page = pattern(42, 200_000);
+    std::fs::write(dir.0.join("page.bin"), &page).expect("write page");
+    let http = HttpServer::start(&dir.0);
+    let (_proxy, addr) = start_proxy(&sim, DEMO, &[]);
+    for _ in 0..2 {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--max-time",
+            "30",
+            "--socks5-hostname",
+            &addr.to_string(),
+            &format!("http://localhost:{}/page.bin", http.1),
+        ]);
+        let out = run_bounded(curl, Duration::from_secs(40));
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == page, "{} bytes", out.stdout.len());
+    }
+    assert_eq!(sessions(&sim).len(), 1, "both requests used one session");
+}
