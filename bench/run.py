@@ -17,7 +17,8 @@ Scenarios:
 Latency: 1-byte pings through a forward to a server that answers each `k` (p50/p99 of 300 pings),
 idle, while another connection of the same forward uploads bulk data, and while another session
 does. Many connections: 50 at once through one forward (limits off), 2 MiB each way each, with
-rssm's peak RSS. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
+rssm's peak RSS. Striping: 8 parallel connections through `forward --sessions 1` and `4` under
+the cap. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
 """
 
 import argparse
@@ -382,6 +383,95 @@ def many_connections(count=50, mib_each=2):
         sim.wait(timeout=10)
 
 
+class Drain:
+    """A loopback server for many connections: reads each to its end, then closes it, so a
+    client sees end-of-file once everything it sent has arrived."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def serve(conn):
+        with conn:
+            while conn.recv(1 << 16):
+                pass
+
+
+def striping(sessions, direction, conns=8, mib_each=2):
+    """`conns` parallel connections through `rssm forward --sessions N` under the service-like
+    cap, each moving MIB_EACH MiB one way: (aggregate MB/s, messages throttled)."""
+    log_path = f"/tmp/rssm-bench-sim-{os.getpid()}.log"
+    with open(log_path, "w") as log:
+        sim, env = start_sim(True, log)
+    size = mib_each << 20
+    server = Drain() if direction == "upload" else Exchange(size)
+    local = free_port()
+    rssm = subprocess.Popen(
+        rssm_args(True) + ["forward", TARGET, "--sessions", str(sessions),
+                           "-L", f"{local}:localhost:{server.port}"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    errors = []
+
+    def one():
+        try:
+            conn = socket.create_connection(("127.0.0.1", local))
+            got = 0
+            if direction == "upload":
+                block = bytes(1 << 16)
+                for _ in range(size // len(block)):
+                    conn.sendall(block)
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(1 << 16):
+                    pass
+            else:
+                conn.shutdown(socket.SHUT_WR)
+                while b := conn.recv(1 << 16):
+                    got += len(b)
+                if got != size:
+                    errors.append(f"received {got} bytes")
+            conn.close()
+        except OSError as e:
+            errors.append(str(e))
+
+    try:
+        # Every session up first: the figure is throughput, not start-up.
+        up = 0
+        deadline = time.time() + 30
+        while up < sessions:
+            line = rssm.stderr.readline()
+            if not line or time.time() > deadline:
+                raise SystemExit(f"rssm forward --sessions {sessions} did not start: {line}")
+            up += line.startswith("Forwarding ")
+        threading.Thread(target=lambda: [None for _ in rssm.stderr], daemon=True).start()
+        start = time.monotonic()
+        threads = [threading.Thread(target=one) for _ in range(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=900)
+        elapsed = time.monotonic() - start
+        if errors:
+            raise SystemExit(f"{len(errors)} connections failed: {errors[0]}")
+    finally:
+        rssm.send_signal(2)
+        rssm.wait(timeout=15)
+        time.sleep(0.3)
+        sim.terminate()
+        sim.wait(timeout=10)
+    return conns * size / elapsed / 1e6, throttled(log_path)
+
+
 def shell_startup():
     """Seconds from starting `rssm shell` on a PTY to the remote prompt."""
     sim, env = start_sim(True)
@@ -415,10 +505,26 @@ def main():
     ap.add_argument("--capped-size-mib", type=int, default=16,
                     help="(a) moves ~1 MB/s by design: 256 MiB would take minutes per run")
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--only", default="throughput,latency,striping,many,shell",
+                    help="comma-separated sections to run")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     if not args.skip_build:
         build()
     print(f"machine: {os.cpu_count()} cores; median of {args.runs} runs\n")
+    if "throughput" in only:
+        throughput(args)
+    if "latency" in only:
+        latencies(args)
+    if "striping" in only:
+        stripes(args)
+    if "many" in only:
+        many(args)
+    if "shell" in only:
+        shell(args)
+
+
+def throughput(args):
     print("Forward throughput, one TCP connection:\n")
     print("| scenario | direction | size | MB/s | % of cap | throttled | rssm CPU s / 100 MiB "
           "| rssm peak RSS MiB |")
@@ -434,6 +540,9 @@ def main():
             thr = sum(r[4] for r in results)
             print(f"| {label} | {direction} | {mib} MiB | {mbps:.1f} | {share} | {thr} "
                   f"| {cpu:.2f} | {rss:.1f} |", flush=True)
+
+
+def latencies(args):
     print("\nPing round trip through a forward (service-like cap, default pacing), ms:\n")
     print("| while | p50 | p99 |")
     print("|---|---|---|")
@@ -445,10 +554,30 @@ def main():
                  "same-forward": "another connection of the same forward uploads bulk",
                  "other-session": "another session uploads bulk"}[mode]
         print(f"| {label} | {p50:.2f} | {p99:.2f} |", flush=True)
+
+
+def stripes(args):
+    print("\n8 parallel connections, 2 MiB each, through `rssm forward --sessions N` "
+          "(service-like cap, per session), aggregate MB/s:\n")
+    print("| direction | 1 session | 4 sessions | scaling | throttled |")
+    print("|---|---|---|---|---|")
+    for direction in ["upload", "download"]:
+        one = [striping(1, direction) for _ in range(args.runs)]
+        four = [striping(4, direction) for _ in range(args.runs)]
+        m1 = statistics.median(r[0] for r in one)
+        m4 = statistics.median(r[0] for r in four)
+        thr = sum(r[1] for r in one + four)
+        print(f"| {direction} | {m1:.2f} | {m4:.2f} | {m4 / m1:.2f}× | {thr} |", flush=True)
+
+
+def many(args):
     runs = [many_connections() for _ in range(args.runs)]
     print(f"\n50 connections at once through one forward (limits off), 2 MiB each way each: "
           f"{statistics.median(r[0] for r in runs):.1f} s, rssm peak RSS "
           f"{max(r[1] for r in runs):.1f} MiB (largest of {args.runs} runs)")
+
+
+def shell(args):
     starts = [shell_startup() for _ in range(args.runs)]
     print(f"\n`rssm shell` start to remote prompt: {statistics.median(starts) * 1000:.0f} ms "
           "(median; the simulated agent, like the real one, waits 1 s before its first read)")
