@@ -20,9 +20,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::transport::{self, ChannelAuth, Ws};
 
-/// Most unacknowledged messages in flight: ~1 MiB at 1 KiB each, enough to fill the service's
-/// per-session rate at any realistic RTT while bounding memory.
-const SEND_WINDOW: usize = 1024;
+/// Most unacknowledged messages in flight: ~0.5 MiB at 1 KiB each, enough to fill the service's
+/// per-session rate (~1000 messages/s) at round trips up to half a second, and loopback's
+/// ceiling, while bounding memory.
+const SEND_WINDOW: usize = 512;
 /// Websocket keep-alive ping interval (the plugin pings every 5 minutes; the agent every 54 s),
 /// shortened to a third of the alive timeout when that is short, so a silently dead path is
 /// noticed within [`alive_timeout`] plus one interval.

@@ -22,6 +22,47 @@ const TO_LOCAL_CHUNKS: usize = 8;
 /// see its client close too, before the socket is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// What the bytes read from local sockets may occupy before they are passed on: so much per
+/// connection, and so much for all of them together. Reads wait for both, so with many busy
+/// connections each holds a share of the pool rather than a whole allowance.
+#[derive(Debug)]
+pub struct Credit {
+    own: Semaphore,
+    pool: Arc<Semaphore>,
+}
+
+impl Credit {
+    /// `own` bytes for this connection, drawn from `pool` shared with others.
+    pub fn new(own: usize, pool: Arc<Semaphore>) -> Credit {
+        Credit {
+            own: Semaphore::new(own),
+            pool,
+        }
+    }
+
+    /// Waits for `n` bytes of credit; false once the credit is closed.
+    async fn take(&self, n: usize) -> bool {
+        let n = n as u32;
+        match self.own.acquire_many(n).await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        match self.pool.acquire_many(n).await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        true
+    }
+
+    /// Gives `n` bytes of credit back.
+    pub fn give(&self, n: usize) {
+        if n > 0 {
+            self.own.add_permits(n);
+            self.pool.add_permits(n);
+        }
+    }
+}
+
 /// Which connection an event is about: the smux stream id in mux mode, a counter in basic mode.
 pub type ConnId = u32;
 
@@ -61,8 +102,8 @@ impl Conn {
         Conn::spawn_credited(id, stream, events, room, counters, None)
     }
 
-    /// Like [`Conn::spawn`], and each read waits for as many permits of `credit` as it read
-    /// bytes before it is reported: the loop gives them back once it has passed the bytes on.
+    /// Like [`Conn::spawn`], and each read is paid for with `credit` (see [`Credit`]): the
+    /// loop gives it back once it has passed the bytes on.
     /// That bounds what one connection can have queued, so the loop can take every
     /// connection's events at once and still choose fairly which bytes go out next.
     pub fn spawn_credited(
@@ -71,7 +112,7 @@ impl Conn {
         events: mpsc::Sender<ConnEvent>,
         room: Arc<Notify>,
         counters: Arc<Counters>,
-        credit: Option<Arc<Semaphore>>,
+        credit: Option<Arc<Credit>>,
     ) -> Conn {
         let _ = stream.set_nodelay(true);
         let (to_local, from_loop) = mpsc::channel(TO_LOCAL_CHUNKS);
@@ -125,21 +166,46 @@ async fn upload(
     mut rd: OwnedReadHalf,
     events: &mpsc::Sender<ConnEvent>,
     counters: &Counters,
-    credit: Option<&Semaphore>,
+    credit: Option<&Credit>,
 ) {
+    // Allocated only once the socket is readable, so an idle connection holds no buffer; a
+    // small read is copied out so that what waits in the queues costs what it holds, not a
+    // whole buffer each (a typing user would otherwise pin 32 KiB per keystroke).
+    let mut buf = BytesMut::new();
     loop {
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
-        let event = match rd.read_buf(&mut buf).await {
+        if let Err(e) = rd.readable().await {
+            tracing::debug!(conn = id, "local read failed: {e}");
+            let _ = events.send(ConnEvent::Reset(id)).await;
+            return;
+        }
+        // Credit before the read, so what is read is already paid for: the socket, not our
+        // memory, holds whatever the loop has no room for.
+        if let Some(credit) = credit {
+            if !credit.take(READ_SIZE).await {
+                return; // closed: the loop is gone
+            }
+        }
+        if buf.capacity() < READ_SIZE {
+            buf = BytesMut::with_capacity(READ_SIZE);
+        }
+        let read = rd.try_read_buf(&mut buf);
+        let got = *read.as_ref().unwrap_or(&0);
+        if let Some(credit) = credit {
+            credit.give(READ_SIZE - got);
+        }
+        let event = match read {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Ok(0) => ConnEvent::Eof(id),
             Ok(n) => {
                 Counters::add(&counters.up, n as u64);
-                if let Some(credit) = credit {
-                    match credit.acquire_many(n as u32).await {
-                        Ok(permits) => permits.forget(),
-                        Err(_) => return, // closed: the loop is gone
-                    }
-                }
-                ConnEvent::Data(id, buf.freeze())
+                let data = if n < READ_SIZE / 4 {
+                    let small = bytes::Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    small
+                } else {
+                    buf.split().freeze()
+                };
+                ConnEvent::Data(id, data)
             }
             Err(e) => {
                 tracing::debug!(conn = id, "local read failed: {e}");

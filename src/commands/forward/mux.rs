@@ -24,13 +24,16 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::conn::{Conn, ConnEvent, READ_SIZE};
+use super::conn::{Conn, ConnEvent, Credit, READ_SIZE};
 use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{End, Input, Output};
 
 /// Bytes one connection may have read and not yet passed on to smux.
 const UP_CREDIT: usize = 64 * 1024;
+/// The same for all connections together: one busy connection gets its whole [`UP_CREDIT`],
+/// fifty share this (bounding memory, not throughput: the session is the bottleneck then).
+const UP_POOL: usize = 512 * 1024;
 /// Connection bytes per smux frame: one frame fills one stream message (8-byte smux header).
 const FRAME_DATA: usize = CHUNK - 8;
 /// Stop writing connection bytes into smux while this much smux output waits for the driver:
@@ -41,6 +44,9 @@ const OUTPUT_LOW_UNPACED: usize = 64 * 1024;
 /// Messages the loop lets wait in the driver's input channel when paced (the rest waits here,
 /// where connections take turns).
 const QUEUED_FOR_DRIVER_PACED: usize = 0;
+/// Received bytes the smux session may hold for slow local readers before we stop taking
+/// Output from the driver (xtaci's default is 4 MiB).
+const RECEIVE_BUFFER: usize = 1024 * 1024;
 /// Connection events in flight, from all connections together (each ≤ 32 KiB of data).
 const EVENT_QUEUE: usize = 32;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
@@ -56,7 +62,7 @@ struct Stream {
     /// Bytes read from the local socket, waiting for their turn in smux.
     up: VecDeque<bytes::Bytes>,
     /// The connection's read credit (see [`Conn::spawn_credited`]).
-    credit: Arc<Semaphore>,
+    credit: Arc<Credit>,
     /// The local side sent EOF: close our smux side once `up` is written.
     eof_after_up: bool,
     /// The connection task ended: forget the stream once `up` is written.
@@ -75,6 +81,7 @@ pub async fn serve<R: Reports>(
 ) -> Stop {
     let config = SmuxConfig {
         keep_alive: keep_alive.then_some(SmuxConfig::DEFAULT_KEEP_ALIVE),
+        max_receive_buffer: RECEIVE_BUFFER,
         ..SmuxConfig::default()
     };
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -94,6 +101,7 @@ pub async fn serve<R: Reports>(
         refused_pending: 0,
         events_tx,
         room: Arc::new(Notify::new()),
+        up_pool: Arc::new(Semaphore::new(UP_POOL)),
         ctx,
     };
     for socket in waiting {
@@ -120,6 +128,8 @@ struct Mux<'a> {
     refused_pending: usize,
     events_tx: mpsc::Sender<ConnEvent>,
     room: Arc<Notify>,
+    /// The upload credit all connections share (see [`Credit`]).
+    up_pool: Arc<Semaphore>,
     ctx: &'a Ctx,
 }
 
@@ -216,7 +226,7 @@ impl Mux<'_> {
                 tracing::debug!(stream = id.0, "stream opened");
                 self.ctx.opened();
                 self.ctx.on_accept(false);
-                let credit = Arc::new(Semaphore::new(UP_CREDIT));
+                let credit = Arc::new(Credit::new(UP_CREDIT, self.up_pool.clone()));
                 let conn = Conn::spawn_credited(
                     id.0,
                     socket,
@@ -387,7 +397,7 @@ impl Mux<'_> {
                 if front.is_empty() {
                     stream.up.pop_front();
                 }
-                stream.credit.add_permits(chunk.len());
+                stream.credit.give(chunk.len());
                 // Fails only for a stream already dropped (refused, or the socket broke).
                 let _ = self.smux.write(id, &chunk);
             }
