@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,7 +15,7 @@ use rssm_protocol::payload::Flag;
 use rssm_protocol::{
     DataKey, DataKeyRequest, Event, PayloadType, Session, SessionConfig, SessionTypeInfo,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -76,6 +77,8 @@ const MAX_PAYLOAD: usize = 1024;
 /// capped at 5 s, like the official plugin's retryer, §5.6) — about half a minute in all.
 const RECONNECT_ATTEMPTS: u32 = 8;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long a [`DriverHandle::hurry`] keeps the pacer waking per message.
+const HURRY_FOR: Duration = Duration::from_millis(20);
 /// Longest wait for our close frame to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long [`Input::Finish`] waits for outstanding acknowledgements.
@@ -135,6 +138,10 @@ pub struct DriverHandle {
     pub input: mpsc::Sender<Input>,
     /// Reports from the session, ending with [`Output::Ended`].
     pub output: Outputs,
+    /// Notified when something interactive (a keystroke through a forward) waits behind bulk
+    /// data: the pacer then wakes per message instead of per [`SessionConfig::pacing_wake_batch`] messages,
+    /// for [`HURRY_FOR`].
+    pub hurry: Arc<Notify>,
 }
 
 /// The stream of [`Output`]s, with room to put back what a caller looked at too early (the
@@ -178,9 +185,12 @@ pub async fn start(
     rand_core::OsRng
         .try_fill_bytes(&mut seed)
         .map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let wake_batch = config.pacing_wake_batch;
     let session = Session::new(config, now, unix_ms, seed);
     let (in_tx, in_rx) = mpsc::channel(64);
     let (out_tx, out_rx) = mpsc::channel(256);
+    let hurry = Arc::new(Notify::new());
+    let hurried = hurry.clone();
     tokio::spawn(async move {
         let mut d = Driver {
             session,
@@ -195,6 +205,9 @@ pub async fn start(
             held: VecDeque::new(),
             last_rx: Instant::now(),
             ack_progress: (0, Instant::now()),
+            hurry: hurried,
+            hurry_until: None,
+            wake_batch,
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -207,6 +220,7 @@ pub async fn start(
             rx: out_rx,
             unread: Default::default(),
         },
+        hurry,
     })
 }
 
@@ -249,6 +263,12 @@ struct Driver {
     /// Stream data taken from the command but not yet given to the session (see
     /// [`HELD_DATA_UNPACED`]).
     held: VecDeque<Bytes>,
+    /// See [`DriverHandle::hurry`].
+    hurry: Arc<Notify>,
+    /// Until when the pacer wakes per message.
+    hurry_until: Option<Instant>,
+    /// The configured wake batch, when not hurried.
+    wake_batch: u32,
 }
 
 impl Driver {
@@ -304,6 +324,9 @@ impl Driver {
                 self.held.len() < HELD_DATA_UNPACED
             };
             let accept_input = input_open && self.finishing.is_none() && room;
+            let hurried = self.hurry_until.is_some_and(|t| Instant::now() < t);
+            self.session
+                .set_pacing_wake_batch(if hurried { 1 } else { self.wake_batch });
             let timer = self
                 .session
                 .poll_timeout()
@@ -328,6 +351,7 @@ impl Driver {
                     }
                 }
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
+                _ = self.hurry.notified() => self.hurry_until = Some(Instant::now() + HURRY_FOR),
                 cmd = self.input.recv(), if accept_input => match cmd {
                     Some(cmd) => self.on_input(cmd),
                     None => {

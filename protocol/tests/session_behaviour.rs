@@ -541,3 +541,40 @@ fn a_paced_client_stays_under_its_rate_while_acks_never_wait() {
     assert!(span < Duration::from_millis(3200), "{span:?}");
     assert_eq!(c.stats().pacing_decreases, 0);
 }
+
+#[test]
+fn a_hurried_pacer_wakes_per_message_and_a_calm_one_per_batch() {
+    let t0 = Instant::now();
+    let mut config = SessionConfig::client("sess-1", "i-0123");
+    config.max_message_rate = Some(1000);
+    config.pacing_burst = 4;
+    config.pacing_wake_batch = 4;
+    let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
+    for i in 0..100u32 {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    // The burst goes at once; then the pacer holds the rest back.
+    let mut sent = 0;
+    while c.poll_transmit(t0).is_some() {
+        sent += 1;
+    }
+    assert_eq!(sent, 4);
+    let calm = c.poll_timeout().expect("data waits") - t0;
+    assert!(
+        calm >= Duration::from_micros(3900),
+        "{calm:?}: four tokens at 1000/s"
+    );
+    c.set_pacing_wake_batch(1);
+    let hurried = c.poll_timeout().expect("data waits") - t0;
+    assert!(
+        hurried <= Duration::from_micros(1100),
+        "{hurried:?}: one token"
+    );
+    c.set_pacing_wake_batch(0);
+    assert_eq!(
+        c.poll_timeout().expect("data waits") - t0,
+        hurried,
+        "0 counts as 1"
+    );
+}

@@ -642,6 +642,12 @@ impl Session {
         self.outgoing.unsent()
     }
 
+    /// Changes [`SessionConfig::pacing_wake_batch`]: 1 while something interactive waits
+    /// behind held-back data (it then goes within a token or two), the default otherwise.
+    pub fn set_pacing_wake_batch(&mut self, batch: u32) {
+        self.config.pacing_wake_batch = batch.max(1);
+    }
+
     /// The current pacing rate in messages per second, when pacing.
     pub fn pacing_rate(&self) -> Option<f64> {
         self.pacer.as_ref().map(Pacer::rate)

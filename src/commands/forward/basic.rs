@@ -46,6 +46,7 @@ async fn serve_each<R: Reports>(
         input,
         output,
         shutdown,
+        ..
     } = link;
     let (events_tx, mut events) = mpsc::channel(4);
     let room = Arc::new(Notify::new());
@@ -174,6 +175,7 @@ mod tests {
                 input: &input,
                 output: &mut output,
                 shutdown: &mut shutdown,
+                hurry: None,
             };
             serve(&mut Source::Listener(listener), Vec::new(), link, &ctx).await
         });

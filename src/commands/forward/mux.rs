@@ -47,6 +47,9 @@ const QUEUED_FOR_DRIVER_PACED: usize = 0;
 /// Received bytes the smux session may hold for slow local readers before we stop taking
 /// Output from the driver (xtaci's default is 4 MiB).
 const RECEIVE_BUFFER: usize = 1024 * 1024;
+/// A read of at most this many bytes from a connection with nothing else waiting counts as
+/// interactive (a keystroke, a short request): it goes ahead of other connections' bulk.
+const INTERACTIVE_BYTES: usize = 256;
 /// Connection events in flight, from all connections together (each ≤ 32 KiB of data).
 const EVENT_QUEUE: usize = 32;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
@@ -144,6 +147,7 @@ impl Mux<'_> {
             input,
             output,
             shutdown,
+            hurry,
         } = link;
         let mut accept_after: Option<Instant> = None;
         loop {
@@ -200,7 +204,13 @@ impl Mux<'_> {
                     }
                 },
                 _ = self.room.notified(), if !self.readable.is_empty() => {}
-                Some(event) = events.recv() => self.on_conn_event(event),
+                Some(event) = events.recv() => {
+                    if self.on_conn_event(event) {
+                        if let Some(hurry) = hurry {
+                            hurry.notify_one();
+                        }
+                    }
+                }
                 accepted = source.accept(), if accepting => match accepted {
                     Ok(socket) => {
                         accept_after = None;
@@ -332,15 +342,25 @@ impl Mux<'_> {
         self.readable = blocked;
     }
 
-    fn on_conn_event(&mut self, event: ConnEvent) {
+    /// Takes a connection's report; true when it brought interactive bytes (a few, from a
+    /// connection that had nothing waiting: a keystroke, not a transfer), which then go first.
+    fn on_conn_event(&mut self, event: ConnEvent) -> bool {
         match event {
             ConnEvent::Data(id, bytes) => {
                 let id = StreamId(id);
                 if let Some(stream) = self.streams.get_mut(&id) {
+                    let interactive = bytes.len() <= INTERACTIVE_BYTES
+                        && stream.up.is_empty()
+                        && !stream.eof_after_up;
                     if stream.up.is_empty() && !stream.eof_after_up {
-                        self.turns.push_back(id);
+                        if interactive {
+                            self.turns.push_front(id);
+                        } else {
+                            self.turns.push_back(id);
+                        }
                     }
                     stream.up.push_back(bytes);
+                    return interactive;
                 }
             }
             ConnEvent::Eof(id) => {
@@ -370,6 +390,7 @@ impl Mux<'_> {
                 }
             }
         }
+        false
     }
 
     /// The connection is done: normally both FINs were seen and smux forgot the stream already;
@@ -471,5 +492,144 @@ async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rssm_protocol::smux::{SmuxConfig, SmuxEvent, SmuxRole, SmuxSession};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, watch, Notify};
+
+    use super::*;
+    use crate::commands::forward::status::Console;
+    use crate::commands::forward::tunnel::Voice;
+
+    /// The agent's side: decodes what the loop hands the driver, in order.
+    struct Agent {
+        smux: SmuxSession,
+        opened: Vec<StreamId>,
+    }
+
+    impl Agent {
+        /// Feeds one message; returns the streams that got bytes, with the bytes.
+        fn feed(&mut self, input: Input) -> Vec<(StreamId, Vec<u8>)> {
+            let Input::Data(bytes) = input else {
+                return Vec::new();
+            };
+            let now = std::time::Instant::now();
+            self.smux.handle_input(&bytes, now).expect("valid smux");
+            let mut got = Vec::new();
+            while let Some(ev) = self.smux.poll_event() {
+                match ev {
+                    SmuxEvent::StreamOpened(id) => self.opened.push(id),
+                    SmuxEvent::Readable(id) => {
+                        while let Some(b) = self.smux.read(id, usize::MAX) {
+                            got.push((id, b.to_vec()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            got
+        }
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Input>) -> Input {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("input in time")
+            .expect("input open")
+    }
+
+    #[tokio::test]
+    async fn a_keystroke_goes_ahead_of_bulk_on_another_connection_and_hurries_the_pacer() {
+        assert!(
+            crate::driver::max_message_rate().is_some(),
+            "paced by default"
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (input, mut to_agent) = mpsc::channel(64);
+        let (_from_agent, mut output) = mpsc::channel::<Output>(64);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let hurry = Arc::new(Notify::new());
+        let hurried = hurry.clone();
+        tokio::spawn(async move {
+            let ctx = Ctx::new(
+                Console::new(true),
+                Default::default(),
+                "localhost:80".into(),
+                Voice::Rssm,
+            );
+            let link = Link {
+                input: &input,
+                output: &mut output,
+                shutdown: &mut shutdown,
+                hurry: Some(&hurried),
+            };
+            serve(
+                &mut Source::Listener(listener),
+                Vec::new(),
+                link,
+                &ctx,
+                false,
+            )
+            .await
+        });
+        let mut agent = Agent {
+            smux: SmuxSession::new(
+                SmuxRole::Server,
+                SmuxConfig::default(),
+                std::time::Instant::now(),
+            ),
+            opened: Vec::new(),
+        };
+
+        // A bulk upload gets going: its frames come one message at a time.
+        let mut bulk = TcpStream::connect(addr).await.unwrap();
+        bulk.write_all(&vec![b'b'; 200_000]).await.unwrap();
+        let mut bulk_bytes = 0;
+        while bulk_bytes < 5_000 {
+            for (_, b) in agent.feed(next(&mut to_agent).await) {
+                bulk_bytes += b.len();
+            }
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), hurry.notified())
+                .await
+                .is_err(),
+            "bulk data does not hurry the pacer"
+        );
+
+        // A keystroke on a second connection, while bulk data waits.
+        let mut keys = TcpStream::connect(addr).await.unwrap();
+        keys.write_all(b"k").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), hurry.notified())
+            .await
+            .expect("the keystroke hurries the pacer");
+        // One bulk message may already be waiting in the driver's channel; the keystroke is
+        // in the next one or the one after (its stream's SYN may come first).
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            order.extend(agent.feed(next(&mut to_agent).await));
+            if order.iter().any(|(_, b)| b == b"k") {
+                break;
+            }
+        }
+        let keys_id = agent.opened[1];
+        let pos = order.iter().position(|(id, _)| *id == keys_id);
+        assert!(
+            pos.is_some_and(|p| p <= 1),
+            "keystroke not among the first two payloads: {:?}",
+            order
+                .iter()
+                .map(|(id, b)| (id.0, b.len()))
+                .collect::<Vec<_>>()
+        );
+        drop(bulk);
     }
 }

@@ -17,7 +17,7 @@ use rssm_protocol::handshake::{agent_disables_smux_keepalive, agent_supports_mux
 use rssm_protocol::payload::Flag;
 use rssm_protocol::{SessionType, SessionTypeInfo};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::held::Held;
@@ -166,6 +166,8 @@ pub struct Link<'a, R: Reports> {
     pub output: &'a mut R,
     /// Becomes `true` when the user stops the command.
     pub shutdown: &'a mut watch::Receiver<bool>,
+    /// Tells the driver that something interactive waits (see [`crate::driver::DriverHandle::hurry`]).
+    pub hurry: Option<&'a Notify>,
 }
 
 /// Everything one forward needs.
@@ -514,6 +516,7 @@ async fn serve(
         input: &conn.handle.input,
         output: &mut conn.handle.output,
         shutdown,
+        hurry: Some(&conn.handle.hurry),
     };
     match mode {
         Mode::Mux { keep_alive } => {
