@@ -768,3 +768,36 @@ fn several_sessions_that_cannot_start_say_why_once() {
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("rssm: ")).collect();
     assert_eq!(lines.len(), 1, "{err}");
 }
+
+#[test]
+fn a_striped_forward_replaces_a_lost_session_while_the_others_serve() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(
+        &sim,
+        &["--sessions", "2", "-L", &format!("0:localhost:{echo}")],
+    );
+    let a = fwd.forwarding(0);
+    let b = fwd.forwarding(1);
+    let relay = sim.sim.state().sessions()[&a.session_id].relay.clone();
+    relay
+        .blocking_send(RelayCommand::Terminate {
+            output: String::new(),
+        })
+        .expect("relay alive");
+    fwd.wait_line("about the ended session", |l| {
+        l.contains(&a.session_id) && l.contains("starting a new one")
+    });
+    // Served meanwhile and afterwards, by whichever session is up.
+    for i in 0..6u64 {
+        let data = pattern(i, 30_000);
+        assert!(round_trip(a.local, &data) == data, "connection {i}");
+    }
+    let again = fwd.wait_line("forwarding again", |l| l.contains("forwarding again"));
+    let new_id = again.rsplit(' ').next().expect("session id").to_owned();
+    assert!(sim.sim.state().sessions()[&new_id].status.is_active());
+    assert!(sim.sim.state().sessions()[&b.session_id].status.is_active());
+    assert!(fwd.is_running());
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+}
