@@ -70,29 +70,20 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
     let mut forwards = JoinSet::new();
     let sessions = usize::from(args.sessions);
     for (spec, listener) in specs.into_iter().zip(listeners) {
-        let tunnel = |source, lane, label| Tunnel {
-            aws: aws.clone(),
-            target: args.target.clone(),
-            session: args.session.clone(),
-            spec: spec.clone(),
-            source,
-            lane,
-            label,
+        // One session takes connections from the listener itself; several share them through
+        // a dispatcher.
+        let ends = if sessions == 1 {
+            vec![(Source::Listener(listener), LaneState::new())]
+        } else {
+            let (lanes, ends) = Lanes::new(sessions, listener.local_addr()?);
+            let stopped = stopped.clone();
+            forwards.spawn(async move {
+                lanes::dispatch(listener, lanes, stopped).await;
+                Ok(())
+            });
+            ends
         };
-        if sessions == 1 {
-            let tunnel = tunnel(Source::Listener(listener), LaneState::new(), None);
-            forwards.spawn(tunnel::run(
-                tunnel,
-                console,
-                counters.clone(),
-                stopped.clone(),
-            ));
-            continue;
-        }
-        let (lanes, ends) = Lanes::new(sessions, listener.local_addr()?);
-        for (i, (source, lane)) in ends.into_iter().enumerate() {
-            let label = format!("session {} of {sessions}", i + 1);
-            let tunnel = tunnel(source, lane, Some(label));
+        for tunnel in Tunnel::for_lanes(aws, &args.target, &args.session, &spec, ends) {
             forwards.spawn(tunnel::run(
                 tunnel,
                 console,
@@ -100,11 +91,6 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
                 stopped.clone(),
             ));
         }
-        let stopped = stopped.clone();
-        forwards.spawn(async move {
-            lanes::dispatch(listener, lanes, stopped).await;
-            Ok(())
-        });
     }
 
     let mut failed = false;

@@ -252,19 +252,10 @@ impl Proxy<'_> {
     fn start(&mut self, key: &str, spec: ForwardSpec) -> Destination {
         self.generation += 1;
         let generation = self.generation;
-        let n = usize::from(self.args.sessions);
-        let (lanes, ends) = Lanes::new(n, self.local);
+        let (lanes, ends) = Lanes::new(usize::from(self.args.sessions), self.local);
         let (stop, stopped) = watch::channel(false);
-        for (i, (source, lane)) in ends.into_iter().enumerate() {
-            let tunnel = Tunnel {
-                aws: self.aws.clone(),
-                target: self.args.via.clone(),
-                session: self.args.session.clone(),
-                spec: spec.clone(),
-                source,
-                lane,
-                label: (n > 1).then(|| format!("session {} of {n}", i + 1)),
-            };
+        let tunnels = Tunnel::for_lanes(&self.aws, &self.args.via, &self.args.session, &spec, ends);
+        for tunnel in tunnels {
             let run = tunnel::run(tunnel, self.console, self.counters.clone(), stopped.clone());
             let key = key.to_owned();
             self.tunnels

@@ -147,8 +147,6 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::commands::forward::status::Console;
-    use crate::commands::forward::tunnel::Voice;
 
     async fn next(rx: &mut mpsc::Receiver<Input>) -> Input {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -165,12 +163,7 @@ mod tests {
         let (from_agent, mut output) = mpsc::channel(64);
         let (stop, mut shutdown) = watch::channel(false);
         let server = tokio::spawn(async move {
-            let ctx = Ctx::new(
-                Console::new(true),
-                Default::default(),
-                "localhost:80".into(),
-                Voice::Rssm,
-            );
+            let ctx = Ctx::for_tests();
             let link = Link {
                 input: &input,
                 output: &mut output,

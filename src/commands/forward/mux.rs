@@ -72,8 +72,8 @@ struct Stream {
     closed_after_up: bool,
 }
 
-/// Serves the connections of `source` over the session until the user stops, the session ends, or smux fails,
-/// starting with the connections `waiting` since before the session was ready.
+/// Serves the connections of `source` over the session until the user stops, the session ends,
+/// or smux fails, starting with the connections `waiting` since before the session was ready.
 /// `keep_alive` turns on smux NOPs for agents that keep their own keep-alive on (§9.4.3).
 pub async fn serve<R: Reports>(
     source: &mut Source,
@@ -505,8 +505,6 @@ mod tests {
     use tokio::sync::{mpsc, watch, Notify};
 
     use super::*;
-    use crate::commands::forward::status::Console;
-    use crate::commands::forward::tunnel::Voice;
 
     /// The agent's side: decodes what the loop hands the driver, in order.
     struct Agent {
@@ -559,12 +557,7 @@ mod tests {
         let hurry = Arc::new(Notify::new());
         let hurried = hurry.clone();
         tokio::spawn(async move {
-            let ctx = Ctx::new(
-                Console::new(true),
-                Default::default(),
-                "localhost:80".into(),
-                Voice::Rssm,
-            );
+            let ctx = Ctx::for_tests();
             let link = Link {
                 input: &input,
                 output: &mut output,

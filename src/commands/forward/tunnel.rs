@@ -94,6 +94,17 @@ impl Ctx {
         }
     }
 
+    /// A quiet context for serving loops under test.
+    #[cfg(test)]
+    pub fn for_tests() -> Ctx {
+        Ctx::new(
+            Console::new(true),
+            Default::default(),
+            "localhost:80".into(),
+            Voice::Rssm,
+        )
+    }
+
     /// The same, reporting to `lane`.
     pub fn with_lane(mut self, lane: Arc<LaneState>) -> Ctx {
         self.lane = lane;
@@ -187,6 +198,33 @@ pub struct Tunnel {
     pub lane: Arc<LaneState>,
     /// Which of several sessions behind one listener this is (`session 2 of 4`), for messages.
     pub label: Option<String>,
+}
+
+impl Tunnel {
+    /// One forward per lane (see [`super::lanes`]), all for the same destination, labelled
+    /// `session I of N` when there are several.
+    pub fn for_lanes(
+        aws: &Aws,
+        target: &str,
+        session: &SessionArgs,
+        spec: &ForwardSpec,
+        lanes: Vec<(Source, Arc<LaneState>)>,
+    ) -> Vec<Tunnel> {
+        let n = lanes.len();
+        lanes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (source, lane))| Tunnel {
+                aws: aws.clone(),
+                target: target.to_owned(),
+                session: session.clone(),
+                spec: spec.clone(),
+                source,
+                lane,
+                label: (n > 1).then(|| format!("session {} of {n}", i + 1)),
+            })
+            .collect()
+    }
 }
 
 /// How the agent forwards (§9.4).
