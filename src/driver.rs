@@ -139,8 +139,7 @@ pub struct DriverHandle {
     /// Reports from the session, ending with [`Output::Ended`].
     pub output: Outputs,
     /// Notified when something interactive (a keystroke through a forward) waits behind bulk
-    /// data: the pacer then wakes per message instead of per [`SessionConfig::pacing_wake_batch`] messages,
-    /// for [`HURRY_FOR`].
+    /// data: the pacer then wakes per message for [`HURRY_FOR`] ([`Session::set_hurried`]).
     pub hurry: Arc<Notify>,
 }
 
@@ -185,7 +184,6 @@ pub async fn start(
     rand_core::OsRng
         .try_fill_bytes(&mut seed)
         .map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    let wake_batch = config.pacing_wake_batch;
     let session = Session::new(config, now, unix_ms, seed);
     let (in_tx, in_rx) = mpsc::channel(64);
     let (out_tx, out_rx) = mpsc::channel(256);
@@ -207,7 +205,6 @@ pub async fn start(
             ack_progress: (0, Instant::now()),
             hurry: hurried,
             hurry_until: None,
-            wake_batch,
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -267,8 +264,6 @@ struct Driver {
     hurry: Arc<Notify>,
     /// Until when the pacer wakes per message.
     hurry_until: Option<Instant>,
-    /// The configured wake batch, when not hurried.
-    wake_batch: u32,
 }
 
 impl Driver {
@@ -324,9 +319,10 @@ impl Driver {
                 self.held.len() < HELD_DATA_UNPACED
             };
             let accept_input = input_open && self.finishing.is_none() && room;
-            let hurried = self.hurry_until.is_some_and(|t| Instant::now() < t);
-            self.session
-                .set_pacing_wake_batch(if hurried { 1 } else { self.wake_batch });
+            if self.hurry_until.is_some_and(|t| Instant::now() >= t) {
+                self.hurry_until = None;
+                self.session.set_hurried(false);
+            }
             let timer = self
                 .session
                 .poll_timeout()
@@ -351,7 +347,10 @@ impl Driver {
                     }
                 }
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
-                _ = self.hurry.notified() => self.hurry_until = Some(Instant::now() + HURRY_FOR),
+                _ = self.hurry.notified() => {
+                    self.hurry_until = Some(Instant::now() + HURRY_FOR);
+                    self.session.set_hurried(true);
+                }
                 cmd = self.input.recv(), if accept_input => match cmd {
                     Some(cmd) => self.on_input(cmd),
                     None => {

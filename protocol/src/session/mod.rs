@@ -149,6 +149,8 @@ pub struct Session {
     session_type: Option<SessionTypeInfo>,
     ready: bool,
     paused_until: Option<Option<Instant>>,
+    /// See [`Session::set_hurried`].
+    hurried: bool,
     pacer: Option<Pacer>,
     closed: bool,
     stats: Stats,
@@ -190,6 +192,7 @@ impl Session {
             session_type: None,
             ready: true,
             paused_until: None,
+            hurried: false,
             pacer,
             closed: false,
             stats: Stats::default(),
@@ -642,10 +645,10 @@ impl Session {
         self.outgoing.unsent()
     }
 
-    /// Changes [`SessionConfig::pacing_wake_batch`]: 1 while something interactive waits
-    /// behind held-back data (it then goes within a token or two), the default otherwise.
-    pub fn set_pacing_wake_batch(&mut self, batch: u32) {
-        self.config.pacing_wake_batch = batch.max(1);
+    /// While something interactive waits behind held-back data, the pacer wakes for every
+    /// token instead of every [`SessionConfig::pacing_wake_batch`]: it goes within a token or two.
+    pub fn set_hurried(&mut self, hurried: bool) {
+        self.hurried = hurried;
     }
 
     /// The current pacing rate in messages per second, when pacing.
@@ -692,7 +695,14 @@ impl Session {
         // Held back by the pacer: new messages go when the next token is there, and a
         // retransmission no earlier than that.
         let token = match (&self.pacer, self.paused_until) {
-            (Some(p), None) => Some(p.next_ready_for(self.now, self.config.pacing_wake_batch)),
+            (Some(p), None) => {
+                let batch = if self.hurried {
+                    1
+                } else {
+                    self.config.pacing_wake_batch
+                };
+                Some(p.next_ready_for(self.now, batch))
+            }
             _ => None,
         };
         let paced = token.filter(|_| self.outgoing.has_unsent());
