@@ -200,15 +200,15 @@ def one_run(direction, capped, size):
     return result + [msgs / 1000 * 100, throttled(log_path)]
 
 
-class PingServer:
-    """Answers every `k` it reads with a `k` and discards everything else: one destination for
-    both the bulk upload and the pings, so they can share one forward (one session)."""
+class Server:
+    """A loopback TCP server for many connections: each is served by `serve(conn)` on a thread
+    of its own."""
 
-    def __init__(self):
+    def __init__(self, backlog=128):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -216,6 +216,17 @@ class PingServer:
         while True:
             conn, _ = self.sock.accept()
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+
+class PingServer(Server):
+    """Answers every `k` it reads with a `k` and discards everything else: one destination for
+    both the bulk upload and the pings, so they can share one forward (one session)."""
+
+    def __init__(self):
+        super().__init__(backlog=8)
 
     @staticmethod
     def serve(conn):
@@ -298,23 +309,13 @@ def latency(mode, pings=300):
         sim.wait(timeout=10)
 
 
-class Exchange:
+class Exchange(Server):
     """A loopback server for many connections: each gets SIZE bytes sent while everything it
     sends is read and discarded."""
 
     def __init__(self, size):
         self.size = size
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def serve(self, conn):
         with conn:
@@ -383,22 +384,9 @@ def many_connections(count=50, mib_each=2):
         sim.wait(timeout=10)
 
 
-class Drain:
+class Drain(Server):
     """A loopback server for many connections: reads each to its end, then closes it, so a
     client sees end-of-file once everything it sent has arrived."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     @staticmethod
     def serve(conn):

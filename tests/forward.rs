@@ -434,9 +434,7 @@ fn a_session_terminated_by_the_service_is_replaced_on_the_same_port() {
     assert_ne!(new_id, f.session_id, "{again}");
     assert!(sim.sim.state().sessions()[new_id].status.is_active());
     assert_eq!(round_trip(f.local, b"after"), b"after");
-    assert!(fwd.is_running());
-    fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+    fwd.ctrl_c_ends_cleanly();
 }
 
 #[test]
@@ -508,9 +506,7 @@ fn connections_wait_while_the_agent_restarts_and_are_served_by_the_next_session(
     let again = fwd.wait_line("forwarding again", |l| l.contains("forwarding again"));
     assert!(again.contains("(1 connection waited for it)"), "{again}");
     assert!(waited.elapsed() >= Duration::from_secs(1), "it had to wait");
-    assert!(fwd.is_running());
-    fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+    fwd.ctrl_c_ends_cleanly();
 }
 
 #[test]
@@ -572,9 +568,7 @@ fn an_idle_forward_outlives_the_service_idle_timeout() {
         "{idle_closes} idle timeouts; stderr {:?}",
         fwd.seen
     );
-    assert!(fwd.is_running());
-    fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+    fwd.ctrl_c_ends_cleanly();
 }
 
 #[test]
@@ -745,9 +739,7 @@ fn sessions_share_one_port_and_each_serves_its_share_of_the_connections() {
             });
         }
     });
-    assert!(fwd.is_running());
-    fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "{:?}", fwd.seen);
+    fwd.ctrl_c_ends_cleanly();
 }
 
 #[test]
@@ -797,7 +789,5 @@ fn a_striped_forward_replaces_a_lost_session_while_the_others_serve() {
     let new_id = again.rsplit(' ').next().expect("session id").to_owned();
     assert!(sim.sim.state().sessions()[&new_id].status.is_active());
     assert!(sim.sim.state().sessions()[&b.session_id].status.is_active());
-    assert!(fwd.is_running());
-    fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+    fwd.ctrl_c_ends_cleanly();
 }

@@ -136,9 +136,7 @@ fn each_destination_gets_one_session_that_its_connections_share() {
         ],
         "one session per destination"
     );
-    assert!(proxy.is_running());
-    proxy.interrupt();
-    assert!(proxy.wait_exit().success(), "{:?}", proxy.seen);
+    proxy.ctrl_c_ends_cleanly();
 }
 
 #[test]

@@ -103,6 +103,14 @@ impl Forward {
         Forwarding::parse(&found[n])
     }
 
+    /// Ctrl-C to a command that is still running: it must exit 0.
+    pub fn ctrl_c_ends_cleanly(&mut self) {
+        assert!(self.is_running(), "exited early; stderr {:?}", self.seen);
+        self.interrupt();
+        let status = self.wait_exit();
+        assert!(status.success(), "{status:?}; stderr {:?}", self.seen);
+    }
+
     pub fn interrupt(&self) {
         // SAFETY: plain kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };

@@ -2,12 +2,10 @@
 //! request, XML response), so `rssm list` and name/IP resolution work against the simulator.
 
 use crate::fleet::{ResourceKind, Target};
-use crate::sigv4;
 use crate::state::SimState;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 const XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
@@ -20,18 +18,7 @@ pub(super) fn handle(
     body: &[u8],
     request_id: &str,
 ) -> Response {
-    if let Err(e) = sigv4::verify(
-        &state.config.credentials,
-        &state.config.region,
-        "ec2",
-        sigv4::Received {
-            method,
-            uri,
-            headers,
-            body,
-        },
-        SystemTime::now(),
-    ) {
+    if let Err(e) = super::authenticate(state, "ec2", method, uri, headers, body) {
         return error(
             StatusCode::UNAUTHORIZED,
             e.error_type(),

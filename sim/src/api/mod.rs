@@ -149,24 +149,38 @@ async fn dispatch(
             ))
         }
     };
-    sigv4::verify(
-        &state.config.credentials,
-        &state.config.region,
-        service,
-        sigv4::Received {
-            method,
-            uri,
-            headers,
-            body,
-        },
-        SystemTime::now(),
-    )?;
+    authenticate(state, service, method, uri, headers, body)?;
     tracing::debug!(%target, "API call");
     match service {
         "ssm" => ssm::call(state, op, body),
         "ecs" => ecs::call(state, op, body),
         _ => kms::call(state, op, body),
     }
+}
+
+/// Checks a request's SigV4 signature for `service` against the simulator's credentials, now.
+pub(crate) fn authenticate(
+    state: &SimState,
+    service: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), sigv4::AuthError> {
+    let request = sigv4::Received {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    let config = &state.config;
+    sigv4::verify(
+        &config.credentials,
+        &config.region,
+        service,
+        request,
+        SystemTime::now(),
+    )
 }
 
 /// Parses a request body (empty = `{}`) into `T`, answering `SerializationException` like the
