@@ -281,6 +281,7 @@ impl Driver {
                 break End::Failed(e);
             }
         };
+        tracing::debug!(stats = ?self.session.stats(), "session totals");
         match self.failure.take() {
             Some(why) => End::Failed(why),
             None => end,

@@ -9,7 +9,11 @@
 //!   moving. The window bounds the burst after a long outage;
 //! - the resend time is updated on every resend (the plugin's value-copy bug resends every 100 ms),
 //!   and each further resend of the same message doubles its timeout up to the 1 s cap, so a
-//!   silent peer costs one message per second, not five or ten.
+//!   silent peer costs one message per second, not five or ten;
+//! - an ack that comes back within half a round trip of a resend answers an earlier copy: its
+//!   RTT sample is measured from the first send, not the resend. Measuring from the resend (as
+//!   the reference implementations do) reads the late ack of a spurious resend as a tiny RTT,
+//!   shrinks the RTO, and makes the next delay look like a loss too.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -87,6 +91,18 @@ struct Entry {
     attempts: u32,
 }
 
+impl Entry {
+    /// The round trip its acknowledgement at `now` shows, given the current smoothed RTT.
+    fn rtt_sample(&self, now: Instant, rtt: Duration) -> Option<Duration> {
+        let since_last = now.saturating_duration_since(self.last_sent?);
+        if self.attempts <= 1 || since_last >= rtt / 2 {
+            return Some(since_last);
+        }
+        // Too quick to answer the resend: the first copy (or an earlier resend) arrived late.
+        Some(now.saturating_duration_since(self.first_sent?))
+    }
+}
+
 /// Outcome of an acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckResult {
@@ -113,6 +129,11 @@ pub struct OutgoingBuffer {
     /// How many of the oldest messages may be retransmitted at once.
     window: usize,
     rtt: RttEstimator,
+    /// Most recent transmission time.
+    latest: Option<Instant>,
+    /// While `base` is below this, entries sent once may not be in sending order (after a
+    /// reconnect made the window due, or a clock that went back).
+    disordered_below: i64,
 }
 
 impl OutgoingBuffer {
@@ -133,6 +154,8 @@ impl OutgoingBuffer {
             next_unsent: 0,
             capacity,
             rtt: RttEstimator::default(),
+            latest: None,
+            disordered_below: 0,
         }
     }
 
@@ -182,14 +205,16 @@ impl OutgoingBuffer {
     /// Removes the message with this sequence number and feeds the RTT sample (§6.2: only the
     /// sequence number is matched).
     pub fn ack(&mut self, sequence: i64, now: Instant) -> AckResult {
-        let Some(idx) = self.index_of(sequence) else {
+        // An ack for a message not sent yet is bogus: taking it out would leave a hole where
+        // the next transmission is expected.
+        let Some(idx) = self.index_of(sequence).filter(|&i| i < self.next_unsent) else {
             return AckResult::Unknown;
         };
         let Some(entry) = self.entries[idx].take() else {
             return AckResult::Unknown;
         };
-        if let Some(sent) = entry.last_sent {
-            self.rtt.update(now.saturating_duration_since(sent));
+        if let Some(sample) = entry.rtt_sample(now, self.rtt.rtt()) {
+            self.rtt.update(sample);
         }
         self.live -= 1;
         self.live_bytes -= entry.payload_len;
@@ -208,24 +233,53 @@ impl OutgoingBuffer {
             .then_some(off as usize)
     }
 
-    /// The next frame to transmit now, if any: first an overdue retransmission among the oldest
-    /// [`RETRANSMIT_WINDOW`] messages, then the oldest never-sent message. Marks it sent at `now`.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<(i64, Bytes, bool)> {
-        let rto = self.rtt.rto();
-        // The window counts unacknowledged messages, not sequence numbers: acked-out-of-order
-        // slots must not crowd later losses out of it.
-        let overdue = self
-            .entries
+    /// The window's messages, oldest first, with their index in `entries`: the oldest
+    /// `window` unacknowledged messages that have been sent. (The window counts unacknowledged
+    /// messages, not sequence numbers: acked-out-of-order slots must not crowd later losses out
+    /// of it.)
+    fn window(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.entries
             .iter()
             .take(self.next_unsent)
             .enumerate()
             .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
             .take(self.window)
-            .find(|(_, e)| {
-                e.last_sent
-                    .is_some_and(|t| now >= t + backoff(rto, e.attempts))
-            })
-            .map(|(i, _)| i);
+    }
+
+    /// The window's messages that can hold the earliest deadline, with their deadlines. While
+    /// the buffer is in sending order, a message sent once was sent no later than anything
+    /// after it, which falls due no earlier; so the walk ends at the first message sent once,
+    /// after the resent ones before it (usually none). Walking the whole window for every
+    /// transmission was most of the CPU time of a bulk transfer.
+    fn candidates(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
+        let rto = self.rtt.rto();
+        let ordered = self.base >= self.disordered_below;
+        let mut window = self.window();
+        let mut done = false;
+        // Not `map_while` on the window: that would pull (skip acked slots up to) the next
+        // message before stopping.
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let (i, e) = window.next()?;
+            done = ordered && e.attempts <= 1;
+            Some((i, e.last_sent.map(|t| t + backoff(rto, e.attempts))))
+        })
+        .filter_map(|(i, due)| Some((i, due?)))
+    }
+
+    /// Index of the first message in the window whose retransmission is due at `now`.
+    fn first_overdue(&self, now: Instant) -> Option<usize> {
+        self.candidates()
+            .find(|&(_, due)| now >= due)
+            .map(|(i, _)| i)
+    }
+
+    /// The next frame to transmit now, if any: first an overdue retransmission among the oldest
+    /// [`RETRANSMIT_WINDOW`] messages, then the oldest never-sent message. Marks it sent at `now`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<(i64, Bytes, bool)> {
+        let overdue = self.first_overdue(now);
         let (idx, retransmit) = match overdue {
             Some(i) => (i, true),
             None if self.next_unsent < self.entries.len() => {
@@ -234,6 +288,11 @@ impl OutgoingBuffer {
             }
             None => return None,
         };
+        if self.latest.is_some_and(|t| now < t) {
+            // The clock went back: sending order no longer orders the deadlines.
+            self.disordered_below = self.next_sequence();
+        }
+        self.latest = Some(self.latest.map_or(now, |t| t.max(now)));
         let entry = self.entries[idx]
             .as_mut()
             .expect("window holds live entries");
@@ -255,14 +314,7 @@ impl OutgoingBuffer {
 
     /// When the earliest retransmission in the window falls due.
     pub fn next_retransmit(&self) -> Option<Instant> {
-        let rto = self.rtt.rto();
-        self.entries
-            .iter()
-            .take(self.next_unsent)
-            .flatten()
-            .take(self.window)
-            .filter_map(|e| e.last_sent.map(|t| t + backoff(rto, e.attempts)))
-            .min()
+        self.candidates().map(|(_, due)| due).min()
     }
 
     /// First transmission time of the oldest unacked message: the give-up clock.
@@ -290,6 +342,7 @@ impl OutgoingBuffer {
             e.attempts = e.attempts.min(1);
             e.last_sent = Some(now.checked_sub(rto).unwrap_or(now));
         }
+        self.disordered_below = self.next_sequence();
     }
 
     /// Total transmissions of the oldest unacked message.
@@ -383,6 +436,42 @@ mod tests {
     }
 
     #[test]
+    fn the_late_ack_of_a_spurious_resend_is_measured_from_the_first_send() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(10);
+        b.push(Bytes::from_static(b"a"), 1);
+        b.poll_transmit(t0);
+        // Resent at the 200 ms RTO; the first copy's ack comes 1 ms later: a 201 ms round trip.
+        assert!(b.poll_transmit(t0 + ms(200)).unwrap().2);
+        b.ack(0, t0 + ms(201));
+        // RTT = 0.875·100 + 0.125·201 ≈ 112.6 ms: it grew, not fell towards 1 ms.
+        assert!(b.rtt().rtt() > ms(112), "{:?}", b.rtt().rtt());
+
+        // An ack a full round trip after the resend answers the resend: measured from it.
+        let mut b = OutgoingBuffer::new(10);
+        b.push(Bytes::from_static(b"a"), 1);
+        b.poll_transmit(t0);
+        b.poll_transmit(t0 + ms(200));
+        b.ack(0, t0 + ms(300));
+        assert_eq!(b.rtt().rtt(), ms(100));
+    }
+
+    #[test]
+    fn an_ack_for_a_message_not_sent_yet_is_ignored() {
+        let t0 = Instant::now();
+        let mut b = OutgoingBuffer::new(10);
+        b.push(Bytes::from_static(b"a"), 1);
+        b.push(Bytes::from_static(b"b"), 1);
+        b.poll_transmit(t0);
+        assert_eq!(b.ack(1, t0), AckResult::Unknown);
+        assert_eq!(
+            b.poll_transmit(t0).map(|(s, f, _)| (s, f)),
+            Some((1, Bytes::from_static(b"b")))
+        );
+        assert_eq!(b.ack(1, t0), AckResult::Removed);
+    }
+
+    #[test]
     fn reconnect_makes_the_window_due_at_once() {
         let t0 = Instant::now();
         let mut b = OutgoingBuffer::new(100);
@@ -447,5 +536,84 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, RETRANSMIT_WINDOW);
+    }
+
+    /// The first overdue message in the window, found the plain way: every message in it.
+    fn scan_overdue(b: &OutgoingBuffer, now: Instant) -> Option<usize> {
+        let rto = b.rtt.rto();
+        b.window()
+            .find(|(_, e)| {
+                e.last_sent
+                    .is_some_and(|t| now >= t + backoff(rto, e.attempts))
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// The window's earliest deadline, found the plain way.
+    fn scan_next_retransmit(b: &OutgoingBuffer) -> Option<Instant> {
+        let rto = b.rtt.rto();
+        b.window()
+            .filter_map(|(_, e)| e.last_sent.map(|t| t + backoff(rto, e.attempts)))
+            .min()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push,
+        Transmit,
+        Ack(u8),
+        Advance(u16),
+        GoBack(u8),
+        Reconnect,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => Just(Op::Push),
+            4 => Just(Op::Transmit),
+            4 => any::<u8>().prop_map(Op::Ack),
+            3 => (0u16..400).prop_map(Op::Advance),
+            1 => any::<u8>().prop_map(Op::GoBack),
+            1 => Just(Op::Reconnect),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Walking the window only up to the first message sent once finds the same
+        /// retransmission, and the same next deadline, as scanning all of it, whatever happened
+        /// before: losses, out-of-order acks, reconnects, a clock that goes back.
+        #[test]
+        fn the_short_walk_agrees_with_a_full_scan(
+            window in 1usize..6,
+            ops in proptest::collection::vec(op(), 1..300),
+        ) {
+            // Far enough ahead that going back (at most 300 × 255 ms) stays above the clock's zero.
+            let t0 = Instant::now() + Duration::from_secs(100);
+            let mut now = t0;
+            let mut b = OutgoingBuffer::with_window(16, window);
+            for op in ops {
+                match op {
+                    Op::Push => {
+                        if b.has_room() {
+                            b.push(Bytes::from_static(b"m"), 1);
+                        }
+                    }
+                    Op::Transmit => {
+                        proptest::prop_assert_eq!(b.first_overdue(now), scan_overdue(&b, now));
+                        b.poll_transmit(now);
+                    }
+                    Op::Ack(k) => {
+                        let seq = b.base + i64::from(k % 20) - 2;
+                        b.ack(seq, now);
+                    }
+                    Op::Advance(ms) => now += Duration::from_millis(u64::from(ms)),
+                    Op::GoBack(ms) => now -= Duration::from_millis(u64::from(ms)),
+                    Op::Reconnect => b.make_window_due(now),
+                }
+                proptest::prop_assert_eq!(b.next_retransmit(), scan_next_retransmit(&b));
+                proptest::prop_assert_eq!(b.first_overdue(now), scan_overdue(&b, now));
+            }
+        }
     }
 }
