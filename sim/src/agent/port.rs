@@ -274,6 +274,9 @@ impl ReadPacer {
     }
 }
 
+/// Largest read from a mux stream's destination (Go's `io.Copy` buffer).
+const DEST_READ: usize = 32 * 1024;
+
 /// Smux output held before the mux stops taking data from its destination connections.
 const MUX_OUTPUT_LIMIT: usize = 64 * 1024;
 
@@ -441,7 +444,11 @@ async fn stream_task(
         }
         let _ = wr.shutdown().await;
     });
-    let mut buf = vec![0u8; READ_CHUNK];
+    // The agent copies a destination into its smux stream with `io.Copy` (32 KiB reads); only
+    // the pump that turns smux output into messages reads 1024 bytes at a time. Reading the
+    // destination 1024 bytes at a time too would split every 1032-byte frame into a full
+    // message and an 8-byte one.
+    let mut buf = vec![0u8; DEST_READ];
     loop {
         if !wait_active(&mut active).await {
             return;
