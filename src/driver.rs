@@ -65,11 +65,11 @@ pub fn max_message_rate() -> Option<u32> {
 
 /// Data inputs the driver holds before it stops taking more from its channel. Held data is not
 /// numbered yet, so control messages (Size, flags) overtake it and small writes coalesce. Paced,
-/// the driver holds nothing: whatever waits here waits in front of the next keystroke.
+/// the driver holds only what the pacer lets go at once (see [`Driver::data_room`]): whatever
+/// waits here waits in front of the next keystroke.
 const HELD_DATA_UNPACED: usize = 8;
-/// Numbered but never-sent messages, paced: likewise.
-const UNSENT_PACED: usize = 1;
-/// The same without pacing: enough to keep the websocket busy between two loop turns.
+/// Numbered but never-sent messages without pacing: enough to keep the websocket busy between
+/// two loop turns.
 const UNSENT_UNPACED: usize = 64;
 /// Payload bytes per stream message (PROTOCOL.md §12): coalesced writes never exceed it.
 const MAX_PAYLOAD: usize = 1024;
@@ -295,6 +295,9 @@ impl Driver {
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut input_open = true;
         loop {
+            if input_open {
+                self.take_waiting_input();
+            }
             // A gateway that stops reading lets the socket's buffers fill; the write would wait
             // forever.
             match tokio::time::timeout(alive, self.flush()).await {
@@ -311,15 +314,7 @@ impl Driver {
                     return Ok(End::Finished);
                 }
             }
-            let room = if self.session.pacing_rate().is_some() {
-                // Paced, take the next data only when the session has nothing left to send:
-                // then whatever comes next (a keystroke on another connection) is never more
-                // than a message or two behind.
-                self.held.is_empty() && self.session.unsent() == 0
-            } else {
-                self.held.len() < HELD_DATA_UNPACED
-            };
-            let accept_input = input_open && self.finishing.is_none() && room;
+            let accept_input = input_open && self.finishing.is_none() && self.data_room();
             if self.hurry_until.is_some_and(|t| Instant::now() >= t) {
                 self.hurry_until = None;
                 self.session.set_hurried(false);
@@ -474,14 +469,40 @@ impl Driver {
         }
     }
 
+    /// How many messages may wait, numbered or not, before the next goes out: paced, what the
+    /// pacer lets go right now (at least one, so that data waits here rather than in the
+    /// channel); then whatever comes next (a keystroke on another connection) is never more
+    /// than a write behind. Unpaced, enough to keep the websocket busy.
+    fn send_allowance(&mut self) -> Option<usize> {
+        self.session
+            .send_allowance(Instant::now().into_std())
+            .map(|n| n.max(1))
+    }
+
+    /// Takes what waits in the input channel and may go out now, so that one write carries it
+    /// all (paced, a wake-up with four tokens sends four messages at once, not one now and three
+    /// a loop turn later).
+    fn take_waiting_input(&mut self) {
+        while self.finishing.is_none() && self.data_room() {
+            let Ok(cmd) = self.input.try_recv() else {
+                return; // empty, or closed: the loop's `recv` sees that
+            };
+            self.on_input(cmd);
+        }
+    }
+
+    /// Whether to take more data from the input channel.
+    fn data_room(&mut self) -> bool {
+        match self.send_allowance() {
+            Some(n) => self.held.len() + self.session.unsent() < n,
+            None => self.held.len() < HELD_DATA_UNPACED,
+        }
+    }
+
     /// Gives held data to the session while its queue of never-sent messages is short,
     /// coalescing small writes into messages of up to [`MAX_PAYLOAD`] bytes.
     fn release_held(&mut self) {
-        let limit = if self.session.pacing_rate().is_some() {
-            UNSENT_PACED
-        } else {
-            UNSENT_UNPACED
-        };
+        let limit = self.send_allowance().unwrap_or(UNSENT_UNPACED);
         while self.session.unsent() < limit
             && self.session.can_send()
             && self.session.unacked() < SEND_WINDOW

@@ -31,7 +31,7 @@ pub const DEFAULT_BURST: u32 = 32;
 /// Messages per wake-up when held back: waking for every token (about 1000 times a second)
 /// cost rssm 3.9 CPU-s per 100 MiB under the cap; every fourth token, 2.1 s, for 0.3 ms more
 /// keystroke latency behind bulk data (BENCHMARKS.md).
-pub const DEFAULT_WAKE_BATCH: u32 = 4;
+pub const DEFAULT_WAKE_BATCH: u32 = 8;
 /// Factor applied to the rate on a sign of strain.
 pub const DECREASE: f64 = 0.7;
 /// Lowest rate the pacer falls to, messages per second.
@@ -121,6 +121,12 @@ impl Pacer {
     pub fn ready(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens >= 1.0 - EPSILON
+    }
+
+    /// Whole tokens at `now`: how many messages may go out at once.
+    pub fn available(&mut self, now: Instant) -> u32 {
+        self.refill(now);
+        (self.tokens + EPSILON).floor().max(0.0) as u32
     }
 
     /// Takes a token for a message sent at `now` (call after [`Self::ready`] said yes).

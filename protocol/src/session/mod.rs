@@ -651,6 +651,18 @@ impl Session {
         self.hurried = hurried;
     }
 
+    /// How many new messages may go out at `now`, when pacing: a caller that holds data back
+    /// until it can go takes this many messages' worth and sends them in one write. `None`
+    /// when not pacing; 0 while publication is paused or the session is closed.
+    pub fn send_allowance(&mut self, now: Instant) -> Option<usize> {
+        self.now = self.now.max(now);
+        self.pacer.as_ref()?;
+        if self.closed || self.is_paused(now) {
+            return Some(0);
+        }
+        self.pacer.as_mut().map(|p| p.available(now) as usize)
+    }
+
     /// The current pacing rate in messages per second, when pacing.
     pub fn pacing_rate(&self) -> Option<f64> {
         self.pacer.as_ref().map(Pacer::rate)

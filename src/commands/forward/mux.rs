@@ -36,14 +36,20 @@ const UP_CREDIT: usize = 64 * 1024;
 const UP_POOL: usize = 512 * 1024;
 /// Connection bytes per smux frame: one frame fills one stream message (8-byte smux header).
 const FRAME_DATA: usize = CHUNK - 8;
-/// Stop writing connection bytes into smux while this much smux output waits for the driver:
-/// small when paced (what waits here waits in front of every other connection's bytes), larger
-/// without pacing, where the data channel drains it at once.
-const OUTPUT_LOW_PACED: usize = CHUNK;
+/// Stop writing connection bytes into smux while this much smux output waits for the driver
+/// without pacing, where the data channel drains it at once. Paced, the limit is the batch the
+/// loop hands the driver (see [`Mux::paced_batch`]): what waits here waits in front of every
+/// other connection's bytes.
 const OUTPUT_LOW_UNPACED: usize = 64 * 1024;
 /// Messages the loop lets wait in the driver's input channel when paced (the rest waits here,
 /// where connections take turns).
 const QUEUED_FOR_DRIVER_PACED: usize = 0;
+/// Paced, messages handed to the driver at once while no connection is interactive: the pacer's
+/// wake-up batch, so that a wake-up sends them in one write instead of one a loop turn.
+const PACED_BATCH: usize = rssm_protocol::pacing::DEFAULT_WAKE_BATCH as usize;
+/// How long after interactive bytes the loop hands the driver one message at a time, so that
+/// the next keystroke waits behind as little as possible.
+const INTERACTIVE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 /// Received bytes the smux session may hold for slow local readers before we stop taking
 /// Output from the driver (xtaci's default is 4 MiB).
 const RECEIVE_BUFFER: usize = 1024 * 1024;
@@ -93,11 +99,8 @@ pub async fn serve<R: Reports>(
         smux: SmuxSession::new(SmuxRole::Client, config, Instant::now().into_std()),
         streams: HashMap::new(),
         turns: VecDeque::new(),
-        output_low: if paced {
-            OUTPUT_LOW_PACED
-        } else {
-            OUTPUT_LOW_UNPACED
-        },
+        output_low: if paced { CHUNK } else { OUTPUT_LOW_UNPACED },
+        interactive_until: None,
         frame_data: if paced { FRAME_DATA } else { READ_SIZE },
         queued_for_driver: paced.then_some(QUEUED_FOR_DRIVER_PACED),
         readable: BTreeSet::new(),
@@ -119,6 +122,8 @@ struct Mux<'a> {
     /// Streams with bytes (or an EOF) waiting to go into smux, in turn order.
     turns: VecDeque<StreamId>,
     output_low: usize,
+    /// Until when a connection counts as interactive (see [`INTERACTIVE_HOLD`]).
+    interactive_until: Option<Instant>,
     /// Most connection bytes per smux frame: one message's worth when paced (turns are then
     /// fair to the message), a whole read otherwise (fewer frames for the agent to handle).
     frame_data: usize,
@@ -184,12 +189,17 @@ impl Mux<'_> {
                     let Ok(permits) = permits else {
                         return Stop::Ended(End::Failed("the session driver stopped".into()));
                     };
-                    if self.queued_for_driver.is_some() {
-                        self.take_turns();
-                    }
+                    let batch = match self.queued_for_driver {
+                        Some(_) => {
+                            let batch = self.paced_batch();
+                            self.output_low = batch * CHUNK;
+                            self.take_turns();
+                            batch
+                        }
+                        None => want,
+                    };
                     // One payload per message, as the agent expects (§12): as many as were
                     // reserved (paced) or as the driver takes without waiting.
-                    let batch = if self.queued_for_driver.is_some() { 1 } else { want };
                     for permit in permits.take(batch) {
                         let Some(chunk) = self.smux.poll_output(CHUNK) else { break };
                         permit.send(Input::Data(chunk));
@@ -206,6 +216,7 @@ impl Mux<'_> {
                 _ = self.room.notified(), if !self.readable.is_empty() => {}
                 Some(event) = events.recv() => {
                     if self.on_conn_event(event) {
+                        self.interactive_until = Some(Instant::now() + INTERACTIVE_HOLD);
                         if let Some(hurry) = hurry {
                             hurry.notify_one();
                         }
@@ -399,6 +410,19 @@ impl Mux<'_> {
         let _ = self.smux.drop_stream(id);
         if self.streams.remove(&id).is_some() {
             self.ctx.closed();
+        }
+    }
+
+    /// Paced, how many messages to hand the driver when its channel is empty: one while a
+    /// connection is interactive (its next keystroke then waits behind one message at most),
+    /// else [`PACED_BATCH`].
+    fn paced_batch(&mut self) -> usize {
+        match self.interactive_until {
+            Some(t) if Instant::now() < t => 1,
+            _ => {
+                self.interactive_until = None;
+                PACED_BATCH
+            }
         }
     }
 
