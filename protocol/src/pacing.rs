@@ -29,8 +29,9 @@ pub const DEFAULT_MAX_RATE: u32 = 960;
 /// Messages that may go out back to back after a quiet spell.
 pub const DEFAULT_BURST: u32 = 32;
 /// Messages per wake-up when held back: waking for every token (about 1000 times a second)
-/// cost rssm 3.9 CPU-s per 100 MiB under the cap; every fourth token, 2.1 s, for 0.3 ms more
-/// keystroke latency behind bulk data (BENCHMARKS.md).
+/// cost rssm 3.9 CPU-s per 100 MiB under the cap; every fourth token 2.1 s; every eighth, the
+/// messages sent in one write, 1.9 s (BENCHMARKS.md). Keystrokes do not wait for the batch: a
+/// session with interactive bytes waiting wakes per token ([`crate::Session::set_hurried`]).
 pub const DEFAULT_WAKE_BATCH: u32 = 8;
 /// Factor applied to the rate on a sign of strain.
 pub const DECREASE: f64 = 0.7;
