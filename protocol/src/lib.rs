@@ -21,19 +21,24 @@
 //! use bytes::Bytes;
 //! use rssm_protocol::{Event, Session, SessionConfig, Role, PayloadType};
 //!
-//! let now = Instant::now();
+//! let mut now = Instant::now();
 //! let mut client = Session::new(SessionConfig::client("sess-1", "i-0123"), now, 1_700_000_000_000, [1; 32]);
 //! // A stand-in agent built on the same machine, with the agent's defaults.
 //! let mut agent = Session::new(SessionConfig::agent("sess-1", "i-0123"), now, 1_700_000_000_000, [2; 32]);
 //! let request = br#"{"AgentVersion":"3.3.987.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Port","Properties":{"portNumber":"22"}}}]}"#;
 //! agent.send(PayloadType::HandshakeRequest, Bytes::from_static(request)).unwrap();
 //!
-//! // Move frames both ways until nothing is left to send (a real driver uses a websocket).
+//! // Move frames both ways until nothing is left to do (a real driver uses a websocket).
 //! loop {
 //!     let mut moved = false;
 //!     while let Some(frame) = agent.poll_transmit(now) { client.handle_frame(frame, now).unwrap(); moved = true; }
 //!     while let Some(frame) = client.poll_transmit(now) { agent.handle_frame(frame, now).unwrap(); moved = true; }
-//!     if !moved { break; }
+//!     if moved { continue; }
+//!     // Quiet now: sleep until the next timer (the client holds its acks a few milliseconds).
+//!     match [client.poll_timeout(), agent.poll_timeout()].into_iter().flatten().min() {
+//!         Some(t) => now = now.max(t),
+//!         None => break,
+//!     }
 //! }
 //! assert!(matches!(client.poll_event(), Some(Event::SessionType(t)) if t.property("portNumber") == Some("22")));
 //! // The agent received our HandshakeResponse, and every message on both sides was acknowledged.

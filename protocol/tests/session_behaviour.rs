@@ -10,6 +10,7 @@ use rssm_protocol::message::uuid_to_wire;
 use rssm_protocol::payload::{
     to_json, EncryptionChallenge, HandshakeResponsePayload, KmsEncryptionResponse,
 };
+use rssm_protocol::session::{ACK_BATCH, ACK_DELAY};
 use rssm_protocol::{
     AgentMessage, CloseReason, DataKey, DataKeyProvider, DataKeyRequest, Event, FrameError,
     MessageType, PayloadType, Role, Session, SessionConfig,
@@ -18,13 +19,92 @@ use uuid::Uuid;
 
 const UNIX_MS: u64 = 1_700_000_000_000;
 
+/// A client that acks at once, so that one `exchange` settles everything; the held acks of the
+/// default configuration have tests of their own.
 fn client(now: Instant) -> Session {
+    let config = SessionConfig {
+        ack_delay: None,
+        ..SessionConfig::client("sess-1", "i-0123")
+    };
+    Session::new(config, now, UNIX_MS, [1; 32])
+}
+
+/// A client with the default configuration: it holds acks up to [`ACK_DELAY`].
+fn default_client(now: Instant) -> Session {
     Session::new(
         SessionConfig::client("sess-1", "i-0123"),
         now,
         UNIX_MS,
         [1; 32],
     )
+}
+
+fn acks_in(frames: &[Bytes]) -> usize {
+    frames
+        .iter()
+        .filter(|f| {
+            AgentMessage::decode((*f).clone()).unwrap().message_type == MessageType::Acknowledge
+        })
+        .count()
+}
+
+fn drain(s: &mut Session, now: Instant) -> Vec<Bytes> {
+    std::iter::from_fn(|| s.poll_transmit(now)).collect()
+}
+
+#[test]
+fn acks_are_held_briefly_and_go_out_together() {
+    let t0 = Instant::now();
+    let mut c = default_client(t0);
+    let mut a = agent(t0);
+    for _ in 0..3 {
+        a.send(PayloadType::Output, Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    for f in drain(&mut a, t0) {
+        c.handle_frame(f, t0).unwrap();
+    }
+    assert!(drain(&mut c, t0).is_empty(), "held");
+    assert!(!c.has_transmit());
+    assert_eq!(c.poll_timeout(), Some(t0 + ACK_DELAY));
+    let t1 = t0 + ACK_DELAY;
+    let acks = drain(&mut c, t1);
+    assert_eq!(acks_in(&acks), 3);
+    for f in acks {
+        a.handle_frame(f, t1).unwrap();
+    }
+    assert_eq!(a.unacked(), 0);
+    // The delay counts from the oldest held ack, not the newest.
+    a.send(PayloadType::Output, Bytes::from_static(b"y"))
+        .unwrap();
+    c.handle_frame(a.poll_transmit(t1).unwrap(), t1).unwrap();
+    a.send(PayloadType::Output, Bytes::from_static(b"z"))
+        .unwrap();
+    let t2 = t1 + ACK_DELAY / 2;
+    c.handle_frame(a.poll_transmit(t2).unwrap(), t2).unwrap();
+    assert_eq!(c.poll_timeout(), Some(t1 + ACK_DELAY));
+    assert_eq!(acks_in(&drain(&mut c, t1 + ACK_DELAY)), 2);
+}
+
+#[test]
+fn a_batch_of_acks_goes_out_at_once_and_closing_flushes_the_rest() {
+    let t0 = Instant::now();
+    let mut c = default_client(t0);
+    let mut a = agent(t0);
+    for _ in 0..ACK_BATCH + 1 {
+        a.send(PayloadType::Output, Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    let frames = drain(&mut a, t0);
+    for f in frames.iter().take(ACK_BATCH).cloned() {
+        c.handle_frame(f, t0).unwrap();
+    }
+    assert!(c.has_transmit());
+    assert_eq!(acks_in(&drain(&mut c, t0)), ACK_BATCH);
+    c.handle_frame(frames[ACK_BATCH].clone(), t0).unwrap();
+    assert!(drain(&mut c, t0).is_empty(), "one ack is held");
+    c.close();
+    assert_eq!(acks_in(&drain(&mut c, t0)), 1, "closing sends it");
 }
 
 fn agent(now: Instant) -> Session {
@@ -480,6 +560,8 @@ fn a_paced_client_stays_under_its_rate_while_acks_never_wait() {
     let t0 = Instant::now();
     let mut config = SessionConfig::client("sess-1", "i-0123");
     config.max_message_rate = Some(960);
+    // Acks never wait for a pacing token; the brief hold of ACK_DELAY is tested on its own.
+    config.ack_delay = None;
     let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
     let mut a = agent(t0);
     // 3000 messages queued at once; a driver that wakes only when poll_timeout says so.

@@ -28,6 +28,8 @@ fn replay(name: &str) -> Replay {
     let start = Instant::now();
     let mut cfg = SessionConfig::client("S1", "i-0123");
     cfg.client_version = "1.2.650.0".into(); // the recorded client's version
+                                             // The official client acks each message at once: so must we, to match it frame for frame.
+    cfg.ack_delay = None;
     let mut session = Session::new(cfg, start, 1_700_000_000_000, [9; 32]);
     let mut events = Vec::new();
     let mut reacks = 0;
