@@ -3,7 +3,7 @@
 //! [`Output`] out — so a slow terminal or socket pushes back on the websocket instead of buffering.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +141,67 @@ pub struct DriverHandle {
     /// Notified when something interactive (a keystroke through a forward) waits behind bulk
     /// data: the pacer then wakes per message for [`HURRY_FOR`] ([`Session::set_hurried`]).
     pub hurry: Arc<Notify>,
+    /// How a command with more data than the pacer lets go hands it over (see [`Demand`]).
+    pub demand: Arc<Demand>,
+}
+
+/// Paced, how a command with bulk data to send (a forward) hands it over without queueing it:
+/// it [offers](Demand::offer), the driver [asks](Demand::ask) for as many messages as it may
+/// send right now, and only then does the command choose whose bytes those are, so a keystroke
+/// that arrives meanwhile goes first instead of waiting behind data the driver merely holds.
+/// The messages a wake-up of the pacer allows arrive together and leave in one write.
+#[derive(Debug, Default)]
+pub struct Demand {
+    /// Messages the driver asked for and the command has not handed over yet.
+    want: AtomicUsize,
+    /// The command has data waiting.
+    offered: AtomicBool,
+    /// Wakes the command when the driver asks.
+    to_command: Notify,
+    /// Wakes the driver when the command offers.
+    to_driver: Notify,
+}
+
+impl Demand {
+    /// Command: data waits to be asked for.
+    pub fn offer(&self) {
+        if !self.offered.swap(true, Ordering::AcqRel) {
+            self.to_driver.notify_one();
+        }
+    }
+
+    /// Command: nothing waits any more (a request not yet answered lapses).
+    pub fn withdraw(&self) {
+        self.offered.store(false, Ordering::Release);
+        self.want.store(0, Ordering::Release);
+    }
+
+    /// Command: waits until the driver asks; how many messages it wants now.
+    pub async fn wanted(&self) -> usize {
+        loop {
+            let n = self.want.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                return n;
+            }
+            self.to_command.notified().await;
+        }
+    }
+
+    /// Driver: asks for `n` messages, unless a request is still open.
+    pub fn ask(&self, n: usize) {
+        if n > 0
+            && self
+                .want
+                .compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.to_command.notify_one();
+        }
+    }
+
+    fn offered(&self) -> bool {
+        self.offered.load(Ordering::Acquire)
+    }
 }
 
 /// The stream of [`Output`]s, with room to put back what a caller looked at too early (the
@@ -189,6 +250,8 @@ pub async fn start(
     let (out_tx, out_rx) = mpsc::channel(256);
     let hurry = Arc::new(Notify::new());
     let hurried = hurry.clone();
+    let demand = Arc::new(Demand::default());
+    let demanded = demand.clone();
     tokio::spawn(async move {
         let mut d = Driver {
             session,
@@ -205,6 +268,7 @@ pub async fn start(
             ack_progress: (0, Instant::now()),
             hurry: hurried,
             hurry_until: None,
+            demand: demanded,
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -218,6 +282,7 @@ pub async fn start(
             unread: Default::default(),
         },
         hurry,
+        demand,
     })
 }
 
@@ -264,6 +329,7 @@ struct Driver {
     hurry: Arc<Notify>,
     /// Until when the pacer wakes per message.
     hurry_until: Option<Instant>,
+    demand: Arc<Demand>,
 }
 
 impl Driver {
@@ -319,12 +385,14 @@ impl Driver {
                 self.hurry_until = None;
                 self.session.set_hurried(false);
             }
+            let next_token = self.ask_for_offered_data();
             let timer = self
                 .session
                 .poll_timeout()
                 .map(Instant::from_std)
                 .into_iter()
                 .chain(self.finishing)
+                .chain(next_token)
                 .min();
             tokio::select! {
                 biased;
@@ -343,6 +411,7 @@ impl Driver {
                     }
                 }
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
+                _ = self.demand.to_driver.notified() => {}
                 _ = self.hurry.notified() => {
                     self.hurry_until = Some(Instant::now() + HURRY_FOR);
                     self.session.set_hurried(true);
@@ -489,6 +558,22 @@ impl Driver {
             };
             self.on_input(cmd);
         }
+    }
+
+    /// Paced, asks a command that offers data for as many messages as may go now; when none
+    /// may, returns when to ask again (the pacer's next wake-up).
+    fn ask_for_offered_data(&mut self) -> Option<Instant> {
+        if !self.demand.offered() || self.finishing.is_some() || !self.input.is_empty() {
+            return None;
+        }
+        let now = Instant::now().into_std();
+        let allowance = self.session.send_allowance(now)?;
+        let room = allowance.saturating_sub(self.held.len() + self.session.unsent());
+        if room > 0 {
+            self.demand.ask(room);
+            return None;
+        }
+        self.session.next_send_at().map(Instant::from_std)
     }
 
     /// Whether to take more data from the input channel.

@@ -719,6 +719,22 @@ impl Session {
             || (!self.closed && self.paused_until.is_none() && self.outgoing.has_unsent())
     }
 
+    /// Paced, when the pacer next lets messages go: its next wake-up (a batch of
+    /// [`SessionConfig::pacing_wake_batch`] tokens, or one while hurried). `None` when not
+    /// pacing, or while publication is paused.
+    pub fn next_send_at(&self) -> Option<Instant> {
+        let pacer = self.pacer.as_ref()?;
+        if self.paused_until.is_some() || self.closed {
+            return None;
+        }
+        let batch = if self.hurried {
+            1
+        } else {
+            self.config.pacing_wake_batch
+        };
+        Some(pacer.next_ready_for(self.now, batch))
+    }
+
     /// When to call [`Session::handle_timeout`] (and then [`Session::poll_transmit`]) next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
@@ -737,17 +753,7 @@ impl Session {
         let pause = self.paused_until.flatten();
         // Held back by the pacer: new messages go when the next token is there, and a
         // retransmission no earlier than that.
-        let token = match (&self.pacer, self.paused_until) {
-            (Some(p), None) => {
-                let batch = if self.hurried {
-                    1
-                } else {
-                    self.config.pacing_wake_batch
-                };
-                Some(p.next_ready_for(self.now, batch))
-            }
-            _ => None,
-        };
+        let token = self.next_send_at();
         let paced = token.filter(|_| self.outgoing.has_unsent());
         let retransmit = match (retransmit, token) {
             (Some(r), Some(t)) => Some(r.max(t)),

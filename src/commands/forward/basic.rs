@@ -169,6 +169,7 @@ mod tests {
                 output: &mut output,
                 shutdown: &mut shutdown,
                 hurry: None,
+                demand: None,
             };
             serve(&mut Source::Listener(listener), Vec::new(), link, &ctx).await
         });

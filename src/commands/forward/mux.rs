@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::conn::{Conn, ConnEvent, Credit, READ_SIZE};
 use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
-use crate::driver::{End, Input, Output};
+use crate::driver::{Demand, End, Input, Output};
 
 /// Bytes one connection may have read and not yet passed on to smux.
 const UP_CREDIT: usize = 64 * 1024;
@@ -37,19 +37,10 @@ const UP_POOL: usize = 512 * 1024;
 /// Connection bytes per smux frame: one frame fills one stream message (8-byte smux header).
 const FRAME_DATA: usize = CHUNK - 8;
 /// Stop writing connection bytes into smux while this much smux output waits for the driver
-/// without pacing, where the data channel drains it at once. Paced, the limit is the batch the
-/// loop hands the driver (see [`Mux::paced_batch`]): what waits here waits in front of every
-/// other connection's bytes.
+/// without pacing, where the data channel drains it at once. Paced, connection bytes go into
+/// smux only when the driver asks for messages (see [`Demand`]), as many as it asked for: what
+/// waits in smux waits in front of every other connection's bytes.
 const OUTPUT_LOW_UNPACED: usize = 64 * 1024;
-/// Messages the loop lets wait in the driver's input channel when paced (the rest waits here,
-/// where connections take turns).
-const QUEUED_FOR_DRIVER_PACED: usize = 0;
-/// Paced, messages handed to the driver at once while no connection is interactive: the pacer's
-/// wake-up batch, so that a wake-up sends them in one write instead of one a loop turn.
-const PACED_BATCH: usize = rssm_protocol::pacing::DEFAULT_WAKE_BATCH as usize;
-/// How long after interactive bytes the loop hands the driver one message at a time, so that
-/// the next keystroke waits behind as little as possible.
-const INTERACTIVE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 /// Received bytes the smux session may hold for slow local readers before we stop taking
 /// Output from the driver (xtaci's default is 4 MiB).
 const RECEIVE_BUFFER: usize = 1024 * 1024;
@@ -99,10 +90,9 @@ pub async fn serve<R: Reports>(
         smux: SmuxSession::new(SmuxRole::Client, config, Instant::now().into_std()),
         streams: HashMap::new(),
         turns: VecDeque::new(),
-        output_low: if paced { CHUNK } else { OUTPUT_LOW_UNPACED },
-        interactive_until: None,
+        output_low: OUTPUT_LOW_UNPACED,
         frame_data: if paced { FRAME_DATA } else { READ_SIZE },
-        queued_for_driver: paced.then_some(QUEUED_FOR_DRIVER_PACED),
+        paced,
         readable: BTreeSet::new(),
         refused_pending: 0,
         events_tx,
@@ -122,13 +112,11 @@ struct Mux<'a> {
     /// Streams with bytes (or an EOF) waiting to go into smux, in turn order.
     turns: VecDeque<StreamId>,
     output_low: usize,
-    /// Until when a connection counts as interactive (see [`INTERACTIVE_HOLD`]).
-    interactive_until: Option<Instant>,
+    /// The driver paces its messages (`--max-msg-rate`).
+    paced: bool,
     /// Most connection bytes per smux frame: one message's worth when paced (turns are then
     /// fair to the message), a whole read otherwise (fewer frames for the agent to handle).
     frame_data: usize,
-    /// When paced, how many messages may wait in the driver's input channel.
-    queued_for_driver: Option<usize>,
     /// Streams that may have received bytes (or a FIN) not yet passed to their connection; after
     /// [`Mux::deliver`] only those whose connection queue is full remain.
     readable: BTreeSet<StreamId>,
@@ -139,6 +127,14 @@ struct Mux<'a> {
     /// The upload credit all connections share (see [`Credit`]).
     up_pool: Arc<Semaphore>,
     ctx: &'a Ctx,
+}
+
+/// How many messages the driver asks for; never, without a [`Demand`].
+async fn wanted(demand: Option<&Demand>) -> usize {
+    match demand {
+        Some(demand) => demand.wanted().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Mux<'_> {
@@ -153,24 +149,28 @@ impl Mux<'_> {
             output,
             shutdown,
             hurry,
+            demand,
         } = link;
+        // Paced, the driver asks for data (see `Demand`); otherwise it takes what it is given.
+        let demand = demand.filter(|_| self.paced);
         let mut accept_after: Option<Instant> = None;
         loop {
             if let Some(stop) = self.handle_smux_events() {
                 return stop;
             }
             self.deliver();
-            if self.queued_for_driver.is_none() {
+            if demand.is_none() {
                 self.take_turns();
             }
             let accepting = accept_after.is_none_or(|t| Instant::now() >= t);
-            // Paced, wait until the driver's channel is empty before handing it more, and only
-            // then choose whose bytes go next: a keystroke that arrives meanwhile is in it.
-            let want = match self.queued_for_driver {
-                Some(q) => input.max_capacity().saturating_sub(q).max(1),
-                None => 1,
-            };
             let has_output = self.smux.pending_output() > 0 || !self.turns.is_empty();
+            if let Some(demand) = demand {
+                if has_output {
+                    demand.offer();
+                } else {
+                    demand.withdraw();
+                }
+            }
             let timer = self.smux.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 _ = shutdown.changed() => return Stop::Shutdown,
@@ -185,38 +185,43 @@ impl Mux<'_> {
                     Some(other) => tracing::debug!("ignored during forwarding: {other:?}"),
                     None => return Stop::Ended(End::Failed("the session driver stopped".into())),
                 },
-                permits = input.reserve_many(want), if has_output => {
-                    let Ok(permits) = permits else {
-                        return Stop::Ended(End::Failed("the session driver stopped".into()));
-                    };
-                    let batch = match self.queued_for_driver {
-                        Some(_) => {
-                            let batch = self.paced_batch();
-                            self.output_low = batch * CHUNK;
-                            self.take_turns();
-                            batch
-                        }
-                        None => want,
-                    };
-                    // One payload per message, as the agent expects (§12): as many as were
-                    // reserved (paced) or as the driver takes without waiting.
-                    for permit in permits.take(batch) {
+                // Paced: the driver asked for `n` messages, which go out at once. Only now do
+                // connections take their turns, so a keystroke that came meanwhile is in them.
+                n = wanted(demand), if has_output => {
+                    self.output_low = n * CHUNK;
+                    self.take_turns();
+                    for _ in 0..n {
+                        let permit = match input.try_reserve() {
+                            Ok(permit) => permit,
+                            Err(TrySendError::Closed(())) => {
+                                return Stop::Ended(End::Failed("the session driver stopped".into()));
+                            }
+                            Err(TrySendError::Full(())) => break,
+                        };
+                        // One payload per message, as the agent expects (§12).
                         let Some(chunk) = self.smux.poll_output(CHUNK) else { break };
                         permit.send(Input::Data(chunk));
                     }
-                    if self.queued_for_driver.is_none() {
-                        while self.smux.pending_output() > 0 {
-                            let Ok(permit) = input.try_reserve() else { break };
-                            if let Some(chunk) = self.smux.poll_output(CHUNK) {
-                                permit.send(Input::Data(chunk));
-                            }
+                },
+                permit = input.reserve(), if demand.is_none() && has_output => {
+                    let Ok(permit) = permit else {
+                        return Stop::Ended(End::Failed("the session driver stopped".into()));
+                    };
+                    // One payload per message, as the agent expects (§12): as many as the
+                    // driver takes without waiting.
+                    if let Some(chunk) = self.smux.poll_output(CHUNK) {
+                        permit.send(Input::Data(chunk));
+                    }
+                    while self.smux.pending_output() > 0 {
+                        let Ok(permit) = input.try_reserve() else { break };
+                        if let Some(chunk) = self.smux.poll_output(CHUNK) {
+                            permit.send(Input::Data(chunk));
                         }
                     }
                 },
                 _ = self.room.notified(), if !self.readable.is_empty() => {}
                 Some(event) = events.recv() => {
                     if self.on_conn_event(event) {
-                        self.interactive_until = Some(Instant::now() + INTERACTIVE_HOLD);
                         if let Some(hurry) = hurry {
                             hurry.notify_one();
                         }
@@ -413,19 +418,6 @@ impl Mux<'_> {
         }
     }
 
-    /// Paced, how many messages to hand the driver when its channel is empty: one while a
-    /// connection is interactive (its next keystroke then waits behind one message at most),
-    /// else [`PACED_BATCH`].
-    fn paced_batch(&mut self) -> usize {
-        match self.interactive_until {
-            Some(t) if Instant::now() < t => 1,
-            _ => {
-                self.interactive_until = None;
-                PACED_BATCH
-            }
-        }
-    }
-
     /// Writes waiting connection bytes into smux, one frame per connection per turn, while
     /// little smux output waits: no connection's backlog delays another's next bytes by more
     /// than a frame each.
@@ -567,6 +559,12 @@ mod tests {
             .expect("input open")
     }
 
+    /// Stands in for a paced driver: one message a token, asked for when it may go.
+    async fn pull(demand: &Demand, rx: &mut mpsc::Receiver<Input>) -> Input {
+        demand.ask(1);
+        next(rx).await
+    }
+
     #[tokio::test]
     async fn a_keystroke_goes_ahead_of_bulk_on_another_connection_and_hurries_the_pacer() {
         assert!(
@@ -580,6 +578,8 @@ mod tests {
         let (_stop, mut shutdown) = watch::channel(false);
         let hurry = Arc::new(Notify::new());
         let hurried = hurry.clone();
+        let demand = Arc::new(Demand::default());
+        let demanded = demand.clone();
         tokio::spawn(async move {
             let ctx = Ctx::for_tests();
             let link = Link {
@@ -587,6 +587,7 @@ mod tests {
                 output: &mut output,
                 shutdown: &mut shutdown,
                 hurry: Some(&hurried),
+                demand: Some(&demanded),
             };
             serve(
                 &mut Source::Listener(listener),
@@ -606,12 +607,12 @@ mod tests {
             opened: Vec::new(),
         };
 
-        // A bulk upload gets going: its frames come one message at a time.
+        // A bulk upload gets going.
         let mut bulk = TcpStream::connect(addr).await.unwrap();
         bulk.write_all(&vec![b'b'; 200_000]).await.unwrap();
         let mut bulk_bytes = 0;
         while bulk_bytes < 5_000 {
-            for (_, b) in agent.feed(next(&mut to_agent).await) {
+            for (_, b) in agent.feed(pull(&demand, &mut to_agent).await) {
                 bulk_bytes += b.len();
             }
         }
@@ -628,11 +629,12 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), hurry.notified())
             .await
             .expect("the keystroke hurries the pacer");
-        // One bulk message may already be waiting in the driver's channel; the keystroke is
-        // in the next one or the one after (its stream's SYN may come first).
+        // Nothing waits in the driver's channel: the keystroke is in the next message asked for,
+        // right after its stream's SYN.
+        assert!(to_agent.is_empty(), "nothing is handed over unasked");
         let mut order = Vec::new();
         for _ in 0..3 {
-            order.extend(agent.feed(next(&mut to_agent).await));
+            order.extend(agent.feed(pull(&demand, &mut to_agent).await));
             if order.iter().any(|(_, b)| b == b"k") {
                 break;
             }
@@ -640,8 +642,8 @@ mod tests {
         let keys_id = agent.opened[1];
         let pos = order.iter().position(|(id, _)| *id == keys_id);
         assert!(
-            pos.is_some_and(|p| p <= 1),
-            "keystroke not among the first two payloads: {:?}",
+            pos == Some(0),
+            "keystroke not the first payload: {:?}",
             order
                 .iter()
                 .map(|(id, b)| (id.0, b.len()))

@@ -179,6 +179,9 @@ pub struct Link<'a, R: Reports> {
     pub shutdown: &'a mut watch::Receiver<bool>,
     /// Tells the driver that something interactive waits (see [`crate::driver::DriverHandle::hurry`]).
     pub hurry: Option<&'a Notify>,
+    /// Paced, how data is handed to the driver (see [`crate::driver::Demand`]); without it, data
+    /// is pushed.
+    pub demand: Option<&'a crate::driver::Demand>,
 }
 
 /// Everything one forward needs.
@@ -555,6 +558,7 @@ async fn serve(
         output: &mut conn.handle.output,
         shutdown,
         hurry: Some(&conn.handle.hurry),
+        demand: Some(&conn.handle.demand),
     };
     match mode {
         Mode::Mux { keep_alive } => {
