@@ -25,6 +25,11 @@ use crate::transport::{self, ChannelAuth, Ws};
 /// per-session rate (~1000 messages/s) at round trips up to half a second, and loopback's
 /// ceiling, while bounding memory.
 const SEND_WINDOW: usize = 512;
+/// Most sequence numbers the send buffer may span. When the peer holds one message back (an
+/// agent whose handler is not ready drops it until our retransmission), it keeps acking the
+/// ones after it, and without this bound each of those would leave a slot behind until the
+/// held one is acked: 15 000 slots (1.3 MiB) in a 150 MB/s burst on loopback.
+const SEND_SPAN: usize = 8 * SEND_WINDOW;
 /// Websocket keep-alive ping interval (the plugin pings every 5 minutes; the agent every 54 s),
 /// shortened to a third of the alive timeout when that is short, so a silently dead path is
 /// noticed within [`alive_timeout`] plus one interval.
@@ -591,6 +596,7 @@ impl Driver {
         while self.session.unsent() < limit
             && self.session.can_send()
             && self.session.unacked() < SEND_WINDOW
+            && self.session.unacked_span() < SEND_SPAN
         {
             let Some(first) = self.held.pop_front() else {
                 return;

@@ -164,6 +164,12 @@ impl OutgoingBuffer {
         self.base + self.entries.len() as i64
     }
 
+    /// Sequence numbers from the oldest unacked message to the next one to be pushed (each a
+    /// slot, acked or not).
+    pub fn span(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether another message fits.
     pub fn has_room(&self) -> bool {
         self.live < self.capacity
@@ -426,8 +432,11 @@ mod tests {
         b.ack(1, t0);
         assert_eq!(b.next_sequence(), 3);
         assert_eq!(b.len(), 1);
+        // The slots acked behind the unacked head still count towards the span.
+        assert_eq!(b.span(), 3);
         b.ack(0, t0);
         assert!(b.is_empty());
+        assert_eq!(b.span(), 0);
         assert_eq!(b.next_sequence(), 3);
         b.push(Bytes::from_static(b"z"), 1);
         assert_eq!(b.poll_transmit(t0).unwrap().0, 3);

@@ -249,6 +249,12 @@ impl Session {
         self.outgoing.len()
     }
 
+    /// Sequence numbers from the oldest unacknowledged message to the next one to be numbered:
+    /// what the send buffer spans, including messages acked out of order behind an unacked one.
+    pub fn unacked_span(&self) -> usize {
+        self.outgoing.span()
+    }
+
     /// Payload bytes sent but not acknowledged.
     pub fn unacked_bytes(&self) -> usize {
         self.outgoing.unacked_bytes()

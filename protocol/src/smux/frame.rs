@@ -189,7 +189,12 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
-        let data = self.buf.split_to(len).freeze();
+        // Copied out rather than split off: a view would keep the decoder's whole buffer (up to
+        // tens of KiB, shared by every stream's frames) alive for as long as the slowest reader
+        // holds its chunk, so memory would grow past what the receive buffer counts. A copy
+        // costs a memcpy and leaves the buffer free for reuse.
+        let data = Bytes::copy_from_slice(&self.buf[..len]);
+        self.buf.advance(len);
         Ok(Some(Frame {
             cmd,
             stream_id,

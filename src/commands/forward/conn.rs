@@ -16,8 +16,12 @@ use super::status::Counters;
 
 /// Largest read from a local socket: one smux frame's worth (§9.4.3 MaxFrameSize).
 pub const READ_SIZE: usize = 32 * 1024;
-/// Chunks queued towards one local socket (each at most one smux frame, ≤ 32 KiB).
-const TO_LOCAL_CHUNKS: usize = 8;
+/// Largest chunk queued towards a local socket. The agent sends smux frames of up to 32 KiB;
+/// they are split (without copying) so that the queue below holds at most 64 KiB.
+pub const TO_LOCAL_CHUNK: usize = 16 * 1024;
+/// Chunks queued towards one local socket: what fifty connections with slow readers hold on top
+/// of the smux receive buffer (at most 3.2 MiB).
+const TO_LOCAL_CHUNKS: usize = 4;
 /// How long a connection closed with [`Conn::close`] may take to deliver what is queued and to
 /// see its client close too, before the socket is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -169,8 +173,10 @@ async fn upload(
     credit: Option<&Credit>,
 ) {
     // Allocated only once the socket is readable, so an idle connection holds no buffer; a
-    // small read is copied out so that what waits in the queues costs what it holds, not a
-    // whole buffer each (a typing user would otherwise pin 32 KiB per keystroke).
+    // read of less than half the buffer is copied out so that what waits in the queues costs
+    // at most twice what the credit counts, not a whole buffer each (a typing user would
+    // otherwise pin 32 KiB per keystroke, and fifty connections reading 10 KiB at a time
+    // 1.6 MiB where the credit counts 0.5).
     let mut buf = BytesMut::new();
     loop {
         if let Err(e) = rd.readable().await {
@@ -198,9 +204,11 @@ async fn upload(
             Ok(0) => ConnEvent::Eof(id),
             Ok(n) => {
                 Counters::add(&counters.up, n as u64);
-                let data = if n < READ_SIZE / 4 {
+                let data = if n < READ_SIZE / 2 {
                     let small = bytes::Bytes::copy_from_slice(&buf);
-                    buf.clear();
+                    // Not kept for the next read: a connection that goes quiet (most of them,
+                    // most of the time) then holds no buffer.
+                    buf = BytesMut::new();
                     small
                 } else {
                     buf.split().freeze()

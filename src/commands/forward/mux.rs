@@ -24,7 +24,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::conn::{Conn, ConnEvent, Credit, READ_SIZE};
+use super::conn::{Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
 use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{Demand, End, Input, Output};
@@ -329,7 +329,7 @@ impl Mux<'_> {
                     break Next::Done;
                 };
                 match to_local.try_reserve() {
-                    Ok(permit) => match self.smux.read(id, usize::MAX) {
+                    Ok(permit) => match self.smux.read(id, TO_LOCAL_CHUNK) {
                         Some(chunk) => {
                             stream.bytes_down += chunk.len() as u64;
                             permit.send(chunk);
