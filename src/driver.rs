@@ -554,8 +554,8 @@ impl Driver {
     }
 
     /// Takes what waits in the input channel and may go out now, so that one write carries it
-    /// all (paced, a wake-up with four tokens sends four messages at once, not one now and three
-    /// a loop turn later).
+    /// all (paced, a wake-up with eight tokens sends eight messages at once, not one now and
+    /// seven a loop turn later).
     fn take_waiting_input(&mut self) {
         while self.finishing.is_none() && self.data_room() {
             let Ok(cmd) = self.input.try_recv() else {
@@ -565,20 +565,23 @@ impl Driver {
         }
     }
 
-    /// Paced, asks a command that offers data for as many messages as may go now; when none
-    /// may, returns when to ask again (the pacer's next wake-up).
+    /// Paced, asks a command that offers data for as many messages as may go now; when the
+    /// pacer lets none go, returns when to ask again (its next wake-up).
     fn ask_for_offered_data(&mut self) -> Option<Instant> {
         if !self.demand.offered() || self.finishing.is_some() || !self.input.is_empty() {
             return None;
         }
         let now = Instant::now().into_std();
         let allowance = self.session.send_allowance(now)?;
+        if allowance == 0 {
+            return self.session.next_send_at().map(Instant::from_std);
+        }
+        // Tokens but no room: what is held waits for the send window (acks), which wake us.
         let room = allowance.saturating_sub(self.held.len() + self.session.unsent());
         if room > 0 {
             self.demand.ask(room);
-            return None;
         }
-        self.session.next_send_at().map(Instant::from_std)
+        None
     }
 
     /// Whether to take more data from the input channel.

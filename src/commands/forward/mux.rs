@@ -7,8 +7,9 @@
 //!   reads wait for credit); the loop writes them into smux round-robin, at most one message's
 //!   worth per connection per turn, and only while little smux output waits for the driver — so a
 //!   slow data channel stops the local reads, and a keystroke on one connection never queues
-//!   behind another connection's bulk (its frame goes out within a message or two; with pacing on,
-//!   the driver too holds only a message or two);
+//!   behind another connection's bulk (with pacing on, connection bytes go into smux only when
+//!   the driver asks for as many messages as it can send at once, see [`Demand`], so its frame
+//!   goes out with the next message);
 //! * downstream, each connection has a small queue; smux v1 has no per-stream flow control, so when
 //!   a local reader is slow its bytes wait in the session-wide receive buffer, and once that is full
 //!   ([`SmuxSession::can_receive`]) we stop taking Output from the driver, whose bounded channel
