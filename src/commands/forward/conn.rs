@@ -19,6 +19,19 @@ pub const READ_SIZE: usize = 32 * 1024;
 /// Largest chunk queued towards a local socket. The agent sends smux frames of up to 32 KiB;
 /// they are split (without copying) so that the queue below holds at most 64 KiB.
 pub const TO_LOCAL_CHUNK: usize = 16 * 1024;
+/// What a chunk read from a local socket costs in credit: what it keeps allocated. A read of
+/// half the buffer or more is passed on without copying and keeps the whole buffer alive until
+/// its last byte is written on; a smaller one is copied into an allocation of its own. So the
+/// credit bounds memory, not just bytes (fifty connections reading 20 KiB at a time would
+/// otherwise pin 1.6 MiB where the credit counts 0.5).
+pub fn credit_cost(len: usize) -> usize {
+    if len < READ_SIZE / 2 {
+        len
+    } else {
+        READ_SIZE
+    }
+}
+
 /// Chunks queued towards one local socket: what fifty connections with slow readers hold on top
 /// of the smux receive buffer (at most 3.2 MiB).
 const TO_LOCAL_CHUNKS: usize = 4;
@@ -173,10 +186,8 @@ async fn upload(
     credit: Option<&Credit>,
 ) {
     // Allocated only once the socket is readable, so an idle connection holds no buffer; a
-    // read of less than half the buffer is copied out so that what waits in the queues costs
-    // at most twice what the credit counts, not a whole buffer each (a typing user would
-    // otherwise pin 32 KiB per keystroke, and fifty connections reading 10 KiB at a time
-    // 1.6 MiB where the credit counts 0.5).
+    // small read is copied out (see `credit_cost`), so that a typing user does not pin 32 KiB
+    // per keystroke.
     let mut buf = BytesMut::new();
     loop {
         if let Err(e) = rd.readable().await {
@@ -197,14 +208,19 @@ async fn upload(
         let read = rd.try_read_buf(&mut buf);
         let got = *read.as_ref().unwrap_or(&0);
         if let Some(credit) = credit {
-            credit.give(READ_SIZE - got);
+            credit.give(READ_SIZE - credit_cost(got));
         }
         let event = match read {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Readiness was stale (the last read drained the socket): wait without the
+                // buffer, or every connection that goes quiet keeps 32 KiB.
+                buf = BytesMut::new();
+                continue;
+            }
             Ok(0) => ConnEvent::Eof(id),
             Ok(n) => {
                 Counters::add(&counters.up, n as u64);
-                let data = if n < READ_SIZE / 2 {
+                let data = if credit_cost(n) == n {
                     let small = bytes::Bytes::copy_from_slice(&buf);
                     // Not kept for the next read: a connection that goes quiet (most of them,
                     // most of the time) then holds no buffer.

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::conn::{Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
+use super::conn::{credit_cost, Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
 use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{Demand, End, Input, Output};
@@ -61,7 +61,9 @@ struct Stream {
     /// The agent sent FIN: once the buffered bytes are delivered, the socket is half-closed.
     remote_fin: bool,
     /// Bytes read from the local socket, waiting for their turn in smux.
-    up: VecDeque<bytes::Bytes>,
+    /// Each with the credit to give back beyond its bytes once it is all written (see
+    /// [`credit_cost`]).
+    up: VecDeque<(bytes::Bytes, usize)>,
     /// The connection's read credit (see [`Conn::spawn_credited`]).
     credit: Arc<Credit>,
     /// The local side sent EOF: close our smux side once `up` is written.
@@ -376,7 +378,8 @@ impl Mux<'_> {
                             self.turns.push_back(id);
                         }
                     }
-                    stream.up.push_back(bytes);
+                    let extra = credit_cost(bytes.len()) - bytes.len();
+                    stream.up.push_back((bytes, extra));
                     return interactive;
                 }
             }
@@ -394,7 +397,10 @@ impl Mux<'_> {
                 let _ = self.smux.drop_stream(id);
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.conn.to_local = None;
-                    stream.up.clear();
+                    // The pool is shared: what this connection was charged goes back to it.
+                    let charged: usize =
+                        stream.up.drain(..).map(|(b, extra)| b.len() + extra).sum();
+                    stream.credit.give(charged);
                     stream.eof_after_up = false;
                 }
             }
@@ -430,12 +436,14 @@ impl Mux<'_> {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
-            if let Some(front) = stream.up.front_mut() {
+            if let Some((front, extra)) = stream.up.front_mut() {
                 let chunk = front.split_to(front.len().min(self.frame_data));
+                let mut paid = chunk.len();
                 if front.is_empty() {
+                    paid += *extra;
                     stream.up.pop_front();
                 }
-                stream.credit.give(chunk.len());
+                stream.credit.give(paid);
                 // Fails only for a stream already dropped (refused, or the socket broke).
                 let _ = self.smux.write(id, &chunk);
             }
@@ -566,17 +574,27 @@ mod tests {
         next(rx).await
     }
 
-    #[tokio::test]
-    async fn a_keystroke_goes_ahead_of_bulk_on_another_connection_and_hurries_the_pacer() {
+    /// A paced forward's serving loop on a loopback listener, with a stand-in driver's ends.
+    struct Paced {
+        addr: std::net::SocketAddr,
+        to_agent: mpsc::Receiver<Input>,
+        hurry: Arc<Notify>,
+        demand: Arc<Demand>,
+        agent: Agent,
+        _from_agent: mpsc::Sender<Output>,
+        _stop: watch::Sender<bool>,
+    }
+
+    async fn paced_forward() -> Paced {
         assert!(
             crate::driver::max_message_rate().is_some(),
             "paced by default"
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (input, mut to_agent) = mpsc::channel(64);
-        let (_from_agent, mut output) = mpsc::channel::<Output>(64);
-        let (_stop, mut shutdown) = watch::channel(false);
+        let (input, to_agent) = mpsc::channel(64);
+        let (from_agent, mut output) = mpsc::channel::<Output>(64);
+        let (stop, mut shutdown) = watch::channel(false);
         let hurry = Arc::new(Notify::new());
         let hurried = hurry.clone();
         let demand = Arc::new(Demand::default());
@@ -599,7 +617,7 @@ mod tests {
             )
             .await
         });
-        let mut agent = Agent {
+        let agent = Agent {
             smux: SmuxSession::new(
                 SmuxRole::Server,
                 SmuxConfig::default(),
@@ -607,6 +625,29 @@ mod tests {
             ),
             opened: Vec::new(),
         };
+        Paced {
+            addr,
+            to_agent,
+            hurry,
+            demand,
+            agent,
+            _from_agent: from_agent,
+            _stop: stop,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keystroke_goes_ahead_of_bulk_on_another_connection_and_hurries_the_pacer() {
+        let Paced {
+            addr,
+            mut to_agent,
+            hurry,
+            demand,
+            mut agent,
+            _from_agent,
+            _stop,
+            ..
+        } = paced_forward().await;
 
         // A bulk upload gets going.
         let mut bulk = TcpStream::connect(addr).await.unwrap();
