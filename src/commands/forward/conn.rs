@@ -25,12 +25,15 @@ pub const TO_LOCAL_CHUNK: usize = 16 * 1024;
 /// credit bounds memory, not just bytes (fifty connections reading 20 KiB at a time would
 /// otherwise pin 1.6 MiB where the credit counts 0.5).
 pub fn credit_cost(len: usize) -> usize {
-    if len < READ_SIZE / 2 {
+    if len < COPY_BELOW {
         len
     } else {
         READ_SIZE
     }
 }
+
+/// Reads shorter than this are copied out of the read buffer (see [`credit_cost`]).
+const COPY_BELOW: usize = READ_SIZE / 2;
 
 /// Chunks queued towards one local socket: what fifty connections with slow readers hold on top
 /// of the smux receive buffer (at most 3.2 MiB).
@@ -220,7 +223,7 @@ async fn upload(
             Ok(0) => ConnEvent::Eof(id),
             Ok(n) => {
                 Counters::add(&counters.up, n as u64);
-                let data = if credit_cost(n) == n {
+                let data = if n < COPY_BELOW {
                     let small = bytes::Bytes::copy_from_slice(&buf);
                     // Not kept for the next read: a connection that goes quiet (most of them,
                     // most of the time) then holds no buffer.
