@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -19,21 +19,12 @@ pub const READ_SIZE: usize = 32 * 1024;
 /// Largest chunk queued towards a local socket. The agent sends smux frames of up to 32 KiB;
 /// they are split (without copying) so that the queue below holds at most 64 KiB.
 pub const TO_LOCAL_CHUNK: usize = 16 * 1024;
-/// What a chunk read from a local socket costs in credit: what it keeps allocated. A read of
-/// half the buffer or more is passed on without copying and keeps the whole buffer alive until
-/// its last byte is written on; a smaller one is copied into an allocation of its own. So the
-/// credit bounds memory, not just bytes (fifty connections reading 20 KiB at a time would
-/// otherwise pin 1.6 MiB where the credit counts 0.5).
-pub fn credit_cost(len: usize) -> usize {
-    if len < COPY_BELOW {
-        len
-    } else {
-        READ_SIZE
-    }
+thread_local! {
+    /// Where connection tasks read their sockets: one buffer for all of them (a task holds it
+    /// only inside a non-blocking read, never across an await).
+    static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
 }
-
-/// Reads shorter than this are copied out of the read buffer (see [`credit_cost`]).
-const COPY_BELOW: usize = READ_SIZE / 2;
 
 /// Chunks queued towards one local socket: what fifty connections with slow readers hold on top
 /// of the smux receive buffer (at most 3.2 MiB).
@@ -188,10 +179,10 @@ async fn upload(
     counters: &Counters,
     credit: Option<&Credit>,
 ) {
-    // Allocated only once the socket is readable, so an idle connection holds no buffer; a
-    // small read is copied out (see `credit_cost`), so that a typing user does not pin 32 KiB
-    // per keystroke.
-    let mut buf = BytesMut::new();
+    // Each read is copied out of the shared buffer into an allocation of exactly its size: a
+    // connection holds no buffer of its own, idle or not, and what waits in the queues costs
+    // what the credit counts. (Passing the read buffer on instead would save that memcpy but
+    // pin 32 KiB per read, however few bytes it held: 0.5–1 MiB more with fifty connections.)
     loop {
         if let Err(e) = rd.readable().await {
             tracing::debug!(conn = id, "local read failed: {e}");
@@ -205,33 +196,19 @@ async fn upload(
                 return; // closed: the loop is gone
             }
         }
-        if buf.capacity() < READ_SIZE {
-            buf = BytesMut::with_capacity(READ_SIZE);
-        }
-        let read = rd.try_read_buf(&mut buf);
-        let got = *read.as_ref().unwrap_or(&0);
+        let read = READ_BUFFER.with_borrow_mut(|buf| {
+            rd.try_read(buf)
+                .map(|n| bytes::Bytes::copy_from_slice(&buf[..n]))
+        });
+        let got = read.as_ref().map_or(0, |b| b.len());
         if let Some(credit) = credit {
-            credit.give(READ_SIZE - credit_cost(got));
+            credit.give(READ_SIZE - got);
         }
         let event = match read {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Readiness was stale (the last read drained the socket): wait without the
-                // buffer, or every connection that goes quiet keeps 32 KiB.
-                buf = BytesMut::new();
-                continue;
-            }
-            Ok(0) => ConnEvent::Eof(id),
-            Ok(n) => {
-                Counters::add(&counters.up, n as u64);
-                let data = if n < COPY_BELOW {
-                    let small = bytes::Bytes::copy_from_slice(&buf);
-                    // Not kept for the next read: a connection that goes quiet (most of them,
-                    // most of the time) then holds no buffer.
-                    buf = BytesMut::new();
-                    small
-                } else {
-                    buf.split().freeze()
-                };
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Ok(data) if data.is_empty() => ConnEvent::Eof(id),
+            Ok(data) => {
+                Counters::add(&counters.up, data.len() as u64);
                 ConnEvent::Data(id, data)
             }
             Err(e) => {

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::conn::{credit_cost, Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
+use super::conn::{Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
 use super::source::Source;
 use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
 use crate::driver::{Demand, End, Input, Output};
@@ -61,9 +61,7 @@ struct Stream {
     /// The agent sent FIN: once the buffered bytes are delivered, the socket is half-closed.
     remote_fin: bool,
     /// Bytes read from the local socket, waiting for their turn in smux.
-    /// Each with the credit to give back beyond its bytes once it is all written (see
-    /// [`credit_cost`]).
-    up: VecDeque<(bytes::Bytes, usize)>,
+    up: VecDeque<bytes::Bytes>,
     /// The connection's read credit (see [`Conn::spawn_credited`]).
     credit: Arc<Credit>,
     /// The local side sent EOF: close our smux side once `up` is written.
@@ -378,8 +376,7 @@ impl Mux<'_> {
                             self.turns.push_back(id);
                         }
                     }
-                    let extra = credit_cost(bytes.len()) - bytes.len();
-                    stream.up.push_back((bytes, extra));
+                    stream.up.push_back(bytes);
                     return interactive;
                 }
             }
@@ -398,8 +395,7 @@ impl Mux<'_> {
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.conn.to_local = None;
                     // The pool is shared: what this connection was charged goes back to it.
-                    let charged: usize =
-                        stream.up.drain(..).map(|(b, extra)| b.len() + extra).sum();
+                    let charged: usize = stream.up.drain(..).map(|b| b.len()).sum();
                     stream.credit.give(charged);
                     stream.eof_after_up = false;
                 }
@@ -436,14 +432,12 @@ impl Mux<'_> {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
-            if let Some((front, extra)) = stream.up.front_mut() {
+            if let Some(front) = stream.up.front_mut() {
                 let chunk = front.split_to(front.len().min(self.frame_data));
-                let mut paid = chunk.len();
                 if front.is_empty() {
-                    paid += *extra;
                     stream.up.pop_front();
                 }
-                stream.credit.give(paid);
+                stream.credit.give(chunk.len());
                 // Fails only for a stream already dropped (refused, or the socket broke).
                 let _ = self.smux.write(id, &chunk);
             }
