@@ -19,6 +19,7 @@ pub const READ_SIZE: usize = 32 * 1024;
 /// Largest chunk queued towards a local socket. The agent sends smux frames of up to 32 KiB;
 /// they are split (without copying) so that the queue below holds at most 64 KiB.
 pub const TO_LOCAL_CHUNK: usize = 16 * 1024;
+
 thread_local! {
     /// Where connection tasks read their sockets: one buffer for all of them (a task holds it
     /// only inside a non-blocking read, never across an await).
@@ -196,10 +197,8 @@ async fn upload(
                 return; // closed: the loop is gone
             }
         }
-        let read = READ_BUFFER.with_borrow_mut(|buf| {
-            rd.try_read(buf)
-                .map(|n| bytes::Bytes::copy_from_slice(&buf[..n]))
-        });
+        let read = READ_BUFFER
+            .with_borrow_mut(|buf| rd.try_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n])));
         let got = read.as_ref().map_or(0, |b| b.len());
         if let Some(credit) = credit {
             credit.give(READ_SIZE - got);
