@@ -331,6 +331,31 @@ class Exchange(Server):
             time.sleep(30)
 
 
+def at_once(count, one):
+    """Runs `one` on `count` threads at once; seconds until all are done. `one` returns an error
+    text or None (an OSError counts as its text); any error ends the benchmark."""
+    errors = []
+
+    def run():
+        try:
+            error = one()
+        except OSError as e:
+            error = str(e)
+        if error:
+            errors.append(error)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=900)
+    elapsed = time.monotonic() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} connections failed: {errors[0]}")
+    return elapsed
+
+
 def many_connections(count=50, mib_each=2):
     """`count` connections at once through one forward (limits off), each sending and receiving
     MIB_EACH MiB: (seconds, rssm peak RSS MiB)."""
@@ -340,42 +365,31 @@ def many_connections(count=50, mib_each=2):
     rssm = subprocess.Popen(
         rssm_args(False) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{server.port}"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    errors = []
 
     def one():
-        try:
-            conn = connect_when_listening(local, rssm)
-            reader_got = [0]
+        conn = connect_when_listening(local, rssm)
+        reader_got = [0]
 
-            def read():
-                while b := conn.recv(1 << 16):
-                    reader_got[0] += len(b)
+        def read():
+            while b := conn.recv(1 << 16):
+                reader_got[0] += len(b)
 
-            r = threading.Thread(target=read)
-            r.start()
-            block = os.urandom(1 << 16)
-            for _ in range((mib_each << 20) // len(block)):
-                conn.sendall(block)
-            conn.shutdown(socket.SHUT_WR)
-            r.join(timeout=600)
-            if reader_got[0] != mib_each << 20:
-                errors.append(f"received {reader_got[0]} bytes")
-            conn.close()
-        except OSError as e:
-            errors.append(str(e))
+        r = threading.Thread(target=read)
+        r.start()
+        block = os.urandom(1 << 16)
+        for _ in range((mib_each << 20) // len(block)):
+            conn.sendall(block)
+        conn.shutdown(socket.SHUT_WR)
+        r.join(timeout=600)
+        conn.close()
+        if reader_got[0] != mib_each << 20:
+            return f"received {reader_got[0]} bytes"
+        return None
 
     try:
         connect_when_listening(local, rssm).close()
-        start = time.monotonic()
-        threads = [threading.Thread(target=one) for _ in range(count)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=900)
-        elapsed = time.monotonic() - start
+        elapsed = at_once(count, one)
         _, rss = proc_cpu_rss(rssm.pid)
-        if errors:
-            raise SystemExit(f"{len(errors)} connections failed: {errors[0]}")
         return elapsed, rss / 2**20
     finally:
         rssm.send_signal(2)
@@ -409,28 +423,24 @@ def striping(sessions, direction, conns=8, mib_each=2):
                            "-L", f"{local}:localhost:{server.port}"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True)
-    errors = []
 
     def one():
-        try:
-            conn = socket.create_connection(("127.0.0.1", local))
-            got = 0
-            if direction == "upload":
-                block = bytes(1 << 16)
-                for _ in range(size // len(block)):
-                    conn.sendall(block)
-                conn.shutdown(socket.SHUT_WR)
-                while conn.recv(1 << 16):
-                    pass
-            else:
-                conn.shutdown(socket.SHUT_WR)
-                while b := conn.recv(1 << 16):
-                    got += len(b)
-                if got != size:
-                    errors.append(f"received {got} bytes")
+        conn = socket.create_connection(("127.0.0.1", local))
+        if direction == "upload":
+            block = bytes(1 << 16)
+            for _ in range(size // len(block)):
+                conn.sendall(block)
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(1 << 16):
+                pass
             conn.close()
-        except OSError as e:
-            errors.append(str(e))
+            return None
+        conn.shutdown(socket.SHUT_WR)
+        got = 0
+        while b := conn.recv(1 << 16):
+            got += len(b)
+        conn.close()
+        return f"received {got} bytes" if got != size else None
 
     try:
         # Every session up first: the figure is throughput, not start-up.
@@ -442,15 +452,7 @@ def striping(sessions, direction, conns=8, mib_each=2):
                 raise SystemExit(f"rssm forward --sessions {sessions} did not start: {line}")
             up += line.startswith("Forwarding ")
         threading.Thread(target=lambda: [None for _ in rssm.stderr], daemon=True).start()
-        start = time.monotonic()
-        threads = [threading.Thread(target=one) for _ in range(conns)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=900)
-        elapsed = time.monotonic() - start
-        if errors:
-            raise SystemExit(f"{len(errors)} connections failed: {errors[0]}")
+        elapsed = at_once(conns, one)
     finally:
         rssm.send_signal(2)
         rssm.wait(timeout=15)
