@@ -91,7 +91,6 @@ pub async fn serve<R: Reports>(
         smux: SmuxSession::new(SmuxRole::Client, config, Instant::now().into_std()),
         streams: HashMap::new(),
         turns: VecDeque::new(),
-        output_low: OUTPUT_LOW_UNPACED,
         frame_data: if paced { FRAME_DATA } else { READ_SIZE },
         paced,
         readable: BTreeSet::new(),
@@ -112,7 +111,6 @@ struct Mux<'a> {
     streams: HashMap<StreamId, Stream>,
     /// Streams with bytes (or an EOF) waiting to go into smux, in turn order.
     turns: VecDeque<StreamId>,
-    output_low: usize,
     /// The driver paces its messages (`--max-msg-rate`).
     paced: bool,
     /// Most connection bytes per smux frame: one message's worth when paced (turns are then
@@ -161,7 +159,7 @@ impl Mux<'_> {
             }
             self.deliver();
             if demand.is_none() {
-                self.take_turns();
+                self.take_turns(OUTPUT_LOW_UNPACED);
             }
             let accepting = accept_after.is_none_or(|t| Instant::now() >= t);
             let has_output = self.smux.pending_output() > 0 || !self.turns.is_empty();
@@ -189,8 +187,7 @@ impl Mux<'_> {
                 // Paced: the driver asked for `n` messages, which go out at once. Only now do
                 // connections take their turns, so a keystroke that came meanwhile is in them.
                 n = wanted(demand), if has_output => {
-                    self.output_low = n * CHUNK;
-                    self.take_turns();
+                    self.take_turns(n * CHUNK);
                     for _ in 0..n {
                         let permit = match input.try_reserve() {
                             Ok(permit) => permit,
@@ -421,11 +418,11 @@ impl Mux<'_> {
         }
     }
 
-    /// Writes waiting connection bytes into smux, one frame per connection per turn, while
-    /// little smux output waits: no connection's backlog delays another's next bytes by more
-    /// than a frame each.
-    fn take_turns(&mut self) {
-        while self.smux.pending_output() < self.output_low {
+    /// Writes waiting connection bytes into smux, one frame per connection per turn, while less
+    /// than `output_low` bytes of smux output wait: no connection's backlog delays another's
+    /// next bytes by more than a frame each.
+    fn take_turns(&mut self, output_low: usize) {
+        while self.smux.pending_output() < output_low {
             let Some(id) = self.turns.pop_front() else {
                 return;
             };
