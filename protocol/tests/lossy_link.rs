@@ -212,6 +212,27 @@ fn a_head_only_agent_like_the_real_one_still_delivers_under_loss() {
     assert_eq!(c.received, a.to_send);
 }
 
+#[test]
+fn a_head_only_repair_after_an_outage_runs_at_the_round_trip_rate() {
+    // The agent's first window of messages is lost. It resends only its oldest unacknowledged
+    // message, the next one when that is acked: one message a round trip, as long as the client
+    // acks each at once. Holding acks for the delay would add it to every round trip (a 2300
+    // message repair after two websocket kills then outlasted the agent's 4 s drain).
+    let rtt = Duration::from_millis(4);
+    let (mut c, mut a) = pair_with_agent_window(13, 0, 256 * 1024, 1024, 1);
+    let lost = a.window as u64;
+    let mut c2a = Link::new(7, Impairments::clean(2));
+    let mut a2c = Link::new(8, Impairments::clean(2));
+    a2c.lose_first = lost;
+    let took = run(&mut c, &mut a, &mut c2a, &mut a2c);
+    assert_eq!(c.received, a.to_send);
+    // The first resend waits out the initial timeout; then each lost message costs a round trip
+    // (plus slack for timer granularity), well under the 4 + 8 ms it costs with held acks.
+    let bound = rssm_protocol::outgoing::MAX_RTO + rtt * 3 / 2 * lost as u32;
+    assert!(took < bound, "repair took {took:?}, over {bound:?}");
+    assert!(a.session.stats().retransmissions >= lost);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 

@@ -10,7 +10,7 @@ use rssm_protocol::message::uuid_to_wire;
 use rssm_protocol::payload::{
     to_json, EncryptionChallenge, HandshakeResponsePayload, KmsEncryptionResponse,
 };
-use rssm_protocol::session::{ACK_BATCH, ACK_DELAY};
+use rssm_protocol::session::{ACK_BATCH, ACK_DELAY, QUICK_ACKS};
 use rssm_protocol::{
     AgentMessage, CloseReason, DataKey, DataKeyProvider, DataKeyRequest, Event, FrameError,
     MessageType, PayloadType, Role, Session, SessionConfig,
@@ -105,6 +105,77 @@ fn a_batch_of_acks_goes_out_at_once_and_closing_flushes_the_rest() {
     assert!(drain(&mut c, t0).is_empty(), "one ack is held");
     c.close();
     assert_eq!(acks_in(&drain(&mut c, t0)), 1, "closing sends it");
+}
+
+#[test]
+fn a_peer_that_waits_for_acks_gets_them_at_once_for_a_while() {
+    let t0 = Instant::now();
+    let mut c = default_client(t0);
+    let mut a = agent(t0);
+    // One message, then silence until its ack: held for the whole delay.
+    a.send(PayloadType::Output, Bytes::from_static(b"x"))
+        .unwrap();
+    c.handle_frame(a.poll_transmit(t0).unwrap(), t0).unwrap();
+    assert!(drain(&mut c, t0).is_empty(), "held");
+    let mut now = t0 + ACK_DELAY;
+    assert_eq!(acks_in(&drain(&mut c, now)), 1);
+    // So the next messages are acked as they come...
+    for i in 0..QUICK_ACKS {
+        now += Duration::from_millis(1);
+        a.send(PayloadType::Output, Bytes::from_static(b"y"))
+            .unwrap();
+        c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+        assert_eq!(acks_in(&drain(&mut c, now)), 1, "message {i} acked at once");
+    }
+    // ...and then held again, as a steady stream's are.
+    a.send(PayloadType::Output, Bytes::from_static(b"z"))
+        .unwrap();
+    c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+    assert!(drain(&mut c, now).is_empty(), "held again");
+    // A full batch is no sign of a waiting peer: it does not start quick acks.
+    for _ in 1..ACK_BATCH {
+        a.send(PayloadType::Output, Bytes::from_static(b"z"))
+            .unwrap();
+        c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+    }
+    assert_eq!(acks_in(&drain(&mut c, now)), ACK_BATCH);
+    a.send(PayloadType::Output, Bytes::from_static(b"z"))
+        .unwrap();
+    c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+    assert!(drain(&mut c, now).is_empty(), "held after a batch");
+}
+
+#[test]
+fn arrivals_out_of_order_are_acked_at_once_with_what_was_held() {
+    let t0 = Instant::now();
+    let mut c = default_client(t0);
+    let mut a = agent(t0);
+    for _ in 0..4 {
+        a.send(PayloadType::Output, Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    let frames = drain(&mut a, t0);
+    c.handle_frame(frames[0].clone(), t0).unwrap();
+    assert!(drain(&mut c, t0).is_empty(), "in order: held");
+    // A gap (message 1 lost): acked at once, with message 0's held ack.
+    c.handle_frame(frames[2].clone(), t0).unwrap();
+    assert_eq!(acks_in(&drain(&mut c, t0)), 2);
+    // The retransmission that fills the gap, and a duplicate: each acked at once.
+    c.handle_frame(frames[1].clone(), t0).unwrap();
+    assert_eq!(acks_in(&drain(&mut c, t0)), 1);
+    c.handle_frame(frames[0].clone(), t0).unwrap();
+    assert_eq!(acks_in(&drain(&mut c, t0)), 1);
+    // Back in order with nothing missing: held again.
+    c.handle_frame(frames[3].clone(), t0).unwrap();
+    assert!(drain(&mut c, t0).is_empty(), "held again");
+    let got: Vec<_> = events(&mut c)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Output(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 4);
 }
 
 fn agent(now: Instant) -> Session {

@@ -93,6 +93,13 @@ pub const ACK_DELAY: Duration = Duration::from_millis(8);
 /// message caused instead of one of their own (capped download: 2.25 -> 2.06 CPU-s per 100 MiB
 /// against 4 ms and 8).
 pub const ACK_BATCH: usize = 6;
+/// Held acknowledgements released by the delay rather than by [`ACK_BATCH`] or a gap: this few
+/// means the peer sends only when it hears from us (the agent repairs losses head-only, one
+/// message a round trip, §6.5), so holding acks slows it to one message per delay.
+pub const SLOW_PEER_ACKS: usize = 2;
+/// After such a release, this many messages are acknowledged at once (as TCP's quick-ack mode):
+/// enough to carry a head-only repair through, few enough that a steady stream soon batches again.
+pub const QUICK_ACKS: u32 = 64;
 
 impl SessionConfig {
     /// Client defaults: buffers of 10 000 (§6.4), give up after 5 minutes without an ack (about
@@ -159,8 +166,13 @@ pub struct Session {
     incoming: IncomingBuffer,
     /// Encoded acknowledgements waiting to go out: always sent before stream data.
     acks: VecDeque<Bytes>,
-    /// When the held acknowledgements must go (see [`SessionConfig::ack_delay`]).
+    /// When the held acknowledgements must go (see [`SessionConfig::ack_delay`]); `None` once
+    /// they are being let out.
     acks_due: Option<Instant>,
+    /// The held acknowledgements were made due before their delay (batch full, a gap, a quick ack).
+    acks_hurried: bool,
+    /// Messages still to be acknowledged at once (see [`QUICK_ACKS`]).
+    quick_acks: u32,
     events: VecDeque<Event>,
     cipher: Option<SessionCipher>,
     handshake: HandshakeState,
@@ -205,6 +217,8 @@ impl Session {
             now,
             acks: VecDeque::new(),
             acks_due: None,
+            acks_hurried: false,
+            quick_acks: 0,
             events: VecDeque::new(),
             cipher: None,
             handshake: HandshakeState::NotStarted,
@@ -497,8 +511,19 @@ impl Session {
             self.acks_due = Some(self.now + self.config.ack_delay.unwrap_or_default());
         }
         self.acks.push_back(frame);
-        if self.acks.len() >= ACK_BATCH {
+        if self.quick_acks > 0 {
+            self.quick_acks -= 1;
+            self.hurry_acks();
+        } else if self.acks.len() >= ACK_BATCH {
+            self.hurry_acks();
+        }
+    }
+
+    /// Makes the held acknowledgements go out with the next [`Session::poll_transmit`].
+    fn hurry_acks(&mut self) {
+        if !self.acks.is_empty() {
             self.acks_due = Some(self.now);
+            self.acks_hurried = true;
         }
     }
 
@@ -519,8 +544,11 @@ impl Session {
     }
 
     fn on_stream_message(&mut self, msg: AgentMessage) {
+        // Out of order or repeated arrivals mean loss or a retransmitting peer: ack them at once,
+        // with whatever was held, so that the peer's repair is not slowed by our delay.
         match self.incoming.arrive(&msg) {
             Arrival::InOrder => {
+                let gap_filled = !self.incoming.is_empty();
                 if self.is_handshake_type(msg.payload_type) {
                     // The plugin acks handshake messages before processing them (§6.3).
                     self.queue_ack(&msg);
@@ -534,12 +562,19 @@ impl Session {
                     self.stats.not_ready_drops += 1;
                     return;
                 }
+                if gap_filled {
+                    self.hurry_acks();
+                }
                 self.drain_incoming();
             }
-            Arrival::Buffered => self.queue_ack(&msg),
+            Arrival::Buffered => {
+                self.queue_ack(&msg);
+                self.hurry_acks();
+            }
             Arrival::AlreadyBuffered => {
                 self.stats.duplicates_received += 1;
                 self.queue_ack(&msg);
+                self.hurry_acks();
             }
             Arrival::Full => self.stats.reorder_overflow_drops += 1,
             Arrival::Duplicate => {
@@ -547,6 +582,7 @@ impl Session {
                 // forever (the agent stalls under loss with the official client, §6.3).
                 self.stats.duplicates_received += 1;
                 self.queue_ack(&msg);
+                self.hurry_acks();
             }
         }
     }
@@ -651,10 +687,15 @@ impl Session {
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
         self.now = self.now.max(now);
         if self.acks_ready(now) {
-            if let Some(ack) = self.acks.pop_front() {
-                if self.acks.is_empty() {
-                    self.acks_due = None;
+            // First of a batch: a small one the delay let out means a peer waiting to hear from us.
+            if self.acks_due.take().is_some() {
+                let slow_peer = !self.acks_hurried && self.acks.len() <= SLOW_PEER_ACKS;
+                if slow_peer && self.config.ack_delay.is_some() && !self.closed {
+                    self.quick_acks = QUICK_ACKS;
                 }
+                self.acks_hurried = false;
+            }
+            if let Some(ack) = self.acks.pop_front() {
                 self.stats.acks_sent += 1;
                 self.stats.frames_sent += 1;
                 return Some(ack);
@@ -769,7 +810,8 @@ impl Session {
             (Some(r), Some(t)) => Some(r.max(t)),
             (r, _) => r,
         };
-        let acks = self.acks_due.filter(|_| !self.acks.is_empty());
+        // Acks without a due time are a batch already being let out: due now.
+        let acks = (!self.acks.is_empty()).then(|| self.acks_due.unwrap_or(self.now));
         [retransmit, give_up, pause, paced, acks]
             .into_iter()
             .flatten()

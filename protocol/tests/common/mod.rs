@@ -45,6 +45,8 @@ pub struct Link {
     counter: u64,
     pub dropped: u64,
     pub duplicated: u64,
+    /// Frames still to be lost whatever the impairments: an outage at the start.
+    pub lose_first: u64,
 }
 
 impl Link {
@@ -56,6 +58,7 @@ impl Link {
             counter: 0,
             dropped: 0,
             duplicated: 0,
+            lose_first: 0,
         }
     }
 
@@ -73,6 +76,11 @@ impl Link {
     }
 
     pub fn send(&mut self, frame: Bytes, now: Instant) {
+        if self.lose_first > 0 {
+            self.lose_first -= 1;
+            self.dropped += 1;
+            return;
+        }
         if self.chance(self.imp.drop) {
             self.dropped += 1;
             return;
