@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rssm_protocol::crypto::CONTEXT_TARGET_ID;
 use rssm_protocol::payload::Flag;
 use rssm_protocol::{
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::coalesce::{self, Coalescer};
 use crate::transport::{self, ChannelAuth, Ws};
 
 /// Most unacknowledged messages in flight: ~0.5 MiB at 1 KiB each, enough to fill the service's
@@ -82,6 +83,11 @@ const MAX_PAYLOAD: usize = 1024;
 /// capped at 5 s, like the official plugin's retryer, §5.6) — about half a minute in all.
 const RECONNECT_ATTEMPTS: u32 = 8;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Input up to this size, with nothing else waiting to go, counts as typed (a keystroke, an SSH
+/// packet of one; a transfer's writes are larger or come queued).
+const TYPED_BYTES: usize = 256;
+/// Most websocket frames taken in one turn of the driver loop (the rest wait for the next turn).
+const FRAMES_PER_TURN: usize = 64;
 /// How long a [`DriverHandle::hurry`] keeps the pacer waking per message.
 const HURRY_FOR: Duration = Duration::from_millis(20);
 /// Longest wait for our close frame to go out.
@@ -274,6 +280,7 @@ pub async fn start(
             hurry: hurried,
             hurry_until: None,
             demand: demanded,
+            coalescer: Some(Coalescer::default()),
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -335,6 +342,9 @@ struct Driver {
     /// Until when the pacer wakes per message.
     hurry_until: Option<Instant>,
     demand: Arc<Demand>,
+    /// When to read the websocket (see [`crate::coalesce`]); `None` where the low-water mark
+    /// cannot be set.
+    coalescer: Option<Coalescer>,
 }
 
 impl Driver {
@@ -365,7 +375,13 @@ impl Driver {
         let every = PING_INTERVAL.min(alive / 3);
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut input_open = true;
+        let mut woke_for_frames = true;
         loop {
+            if !woke_for_frames {
+                // Awake anyway: whatever the raised mark kept back is read in this turn.
+                self.coalesce(|c, _, _| c.on_wake());
+            }
+            woke_for_frames = false;
             if input_open {
                 self.take_waiting_input();
             }
@@ -398,21 +414,29 @@ impl Driver {
                 .into_iter()
                 .chain(self.finishing)
                 .chain(next_token)
+                .chain(
+                    self.coalescer
+                        .as_ref()
+                        .and_then(|c| c.deadline())
+                        .map(Instant::from_std),
+                )
                 .min();
             tokio::select! {
                 biased;
                 frame = self.ws.next() => {
-                    self.last_rx = Instant::now();
-                    match frame {
-                        Some(Ok(Message::Binary(b))) => self.on_frame(b),
-                        Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec())),
-                        Some(Ok(Message::Close(c))) => {
-                            let why = c.map(|c| format!(" ({} {})", c.code, c.reason)).unwrap_or_default();
-                            return Err(Broken(format!("the service closed the data channel{why}")));
+                    woke_for_frames = true;
+                    self.on_ws(frame)?;
+                    // Frames already read go through the session before anything else runs:
+                    // one turn of this loop (flush, events, timers) per wake-up, not per frame.
+                    for _ in 1..FRAMES_PER_TURN {
+                        match self.ws.next().now_or_never() {
+                            Some(frame) => self.on_ws(frame)?,
+                            None => break,
                         }
-                        Some(Ok(_)) => {} // ping/pong: tungstenite answers pings on the next flush
-                        Some(Err(e)) => return Err(Broken(e.to_string())),
-                        None => return Err(Broken("the data channel closed".into())),
+                    }
+                    // Read late already: the acks go now, not after their own delay.
+                    if self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
+                        self.session.flush_acks();
                     }
                 }
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
@@ -420,6 +444,7 @@ impl Driver {
                 _ = self.hurry.notified() => {
                     self.hurry_until = Some(Instant::now() + HURRY_FOR);
                     self.session.set_hurried(true);
+                    self.coalesce(|c, now, _| c.on_interactive(now));
                 }
                 cmd = self.input.recv(), if accept_input => match cmd {
                     Some(cmd) => self.on_input(cmd),
@@ -486,6 +511,9 @@ impl Driver {
                     match transport::open(&self.auth).await {
                         Ok(ws) => {
                             self.ws = ws;
+                            if let Some(c) = &mut self.coalescer {
+                                c.reset();
+                            }
                             self.last_rx = Instant::now();
                             self.ack_progress =
                                 (self.session.stats().acks_received, Instant::now());
@@ -514,13 +542,69 @@ impl Driver {
         ))
     }
 
+    /// Takes what the websocket gave: a frame for the session, or the end of the connection.
+    fn on_ws(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), Broken> {
+        self.last_rx = Instant::now();
+        match frame {
+            Some(Ok(Message::Binary(b))) => {
+                let len = b.len();
+                self.on_frame(b);
+                self.coalesce(|c, now, waits| c.on_frame(now, len, waits));
+            }
+            Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec())),
+            Some(Ok(Message::Close(c))) => {
+                let why = c
+                    .map(|c| format!(" ({} {})", c.code, c.reason))
+                    .unwrap_or_default();
+                return Err(Broken(format!("the service closed the data channel{why}")));
+            }
+            Some(Ok(_)) => {} // ping/pong: tungstenite answers pings on the next flush
+            Some(Err(e)) => return Err(Broken(e.to_string())),
+            None => return Err(Broken("the data channel closed".into())),
+        }
+        Ok(())
+    }
+
     fn on_frame(&mut self, frame: Bytes) {
         if let Err(e) = self.session.handle_frame(frame, Instant::now().into_std()) {
             tracing::debug!("ignored frame: {e}");
         }
     }
 
+    /// Passes an event to the coalescer (with the time and whether the peer waits for our
+    /// acks) and sets the low-water mark it asks for. A mark that cannot be set ends coalescing
+    /// for the session: the kernel's default reads every frame as it comes.
+    fn coalesce(
+        &mut self,
+        event: impl FnOnce(&mut Coalescer, std::time::Instant, bool) -> Option<u32>,
+    ) {
+        let Some(c) = &mut self.coalescer else { return };
+        let Some(mark) = event(c, Instant::now().into_std(), self.session.peer_waits()) else {
+            return;
+        };
+        tracing::trace!(mark, "websocket receive low-water mark");
+        if let Err(e) = transport::set_read_low_water(&self.ws, mark) {
+            tracing::debug!("cannot set the receive low-water mark, reading every frame: {e}");
+            self.coalescer = None;
+            let _ = transport::set_read_low_water(&self.ws, coalesce::READ_AT_ONCE);
+        }
+    }
+
     fn on_input(&mut self, cmd: Input) {
+        // What looks typed is answered soon: read that answer as it comes.
+        let typed = match &cmd {
+            Input::Data(b) => {
+                b.len() <= TYPED_BYTES && self.held.is_empty() && self.session.unsent() == 0
+            }
+            Input::Size { .. } | Input::Flag(_) => true,
+            Input::Ready(_) | Input::Finish => false,
+        };
+        if typed {
+            self.coalesce(|c, now, _| c.on_interactive(now));
+        }
         let result = match cmd {
             Input::Data(b) if b.is_empty() => Ok(0),
             Input::Data(b) => {

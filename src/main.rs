@@ -2,6 +2,7 @@
 
 mod aws;
 mod cli;
+mod coalesce;
 mod commands;
 mod driver;
 mod inventory;

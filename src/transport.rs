@@ -187,6 +187,46 @@ pub fn check_stream_url(url: &str) -> Result<()> {
     }
 }
 
+/// Sets the websocket's TCP receive low-water mark: the kernel reports the socket readable only
+/// once `bytes` are queued (see [`crate::coalesce`]). Lowering it makes what is queued readable
+/// at once (Linux signals readiness from the `setsockopt` itself). Linux only; elsewhere an
+/// error, and the driver reads every frame as it comes.
+pub fn set_read_low_water(ws: &Ws, bytes: u32) -> std::io::Result<()> {
+    let tcp = match ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp,
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+        _ => return Err(std::io::ErrorKind::Unsupported.into()),
+    };
+    set_rcvlowat(tcp, bytes)
+}
+
+#[cfg(target_os = "linux")]
+fn set_rcvlowat(tcp: &TcpStream, bytes: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor belongs to `tcp`, which outlives the call; the option value is a
+    // c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_rcvlowat(_tcp: &TcpStream, _bytes: u32) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,9 @@ pub const SLOW_PEER_ACKS: usize = 2;
 /// After such a release, this many messages are acknowledged at once (as TCP's quick-ack mode):
 /// enough to carry a head-only repair through, few enough that a steady stream soon batches again.
 pub const QUICK_ACKS: u32 = 64;
+/// A peer that sent nothing for this long after quick acks began no longer counts as waiting
+/// for them ([`Session::peer_waits`]): it was a lone message, not a repair.
+pub const QUICK_ACKS_FOR: Duration = Duration::from_secs(1);
 
 impl SessionConfig {
     /// Client defaults: buffers of 10 000 (§6.4), give up after 5 minutes without an ack (about
@@ -171,8 +174,9 @@ pub struct Session {
     acks_due: Option<Instant>,
     /// The held acknowledgements were made due before their delay (batch full, a gap, a quick ack).
     acks_hurried: bool,
-    /// Messages still to be acknowledged at once (see [`QUICK_ACKS`]).
+    /// Messages still to be acknowledged at once (see [`QUICK_ACKS`]), and when that began.
     quick_acks: u32,
+    quick_acks_since: Instant,
     events: VecDeque<Event>,
     cipher: Option<SessionCipher>,
     handshake: HandshakeState,
@@ -219,6 +223,7 @@ impl Session {
             acks_due: None,
             acks_hurried: false,
             quick_acks: 0,
+            quick_acks_since: now,
             events: VecDeque::new(),
             cipher: None,
             handshake: HandshakeState::NotStarted,
@@ -519,6 +524,12 @@ impl Session {
         }
     }
 
+    /// Sends the held acknowledgements with the next [`Session::poll_transmit`], whatever their
+    /// delay: for a caller that read the frames late already.
+    pub fn flush_acks(&mut self) {
+        self.hurry_acks();
+    }
+
     /// Makes the held acknowledgements go out with the next [`Session::poll_transmit`].
     fn hurry_acks(&mut self) {
         if !self.acks.is_empty() {
@@ -692,6 +703,7 @@ impl Session {
                 let slow_peer = !self.acks_hurried && self.acks.len() <= SLOW_PEER_ACKS;
                 if slow_peer && self.config.ack_delay.is_some() && !self.closed {
                     self.quick_acks = QUICK_ACKS;
+                    self.quick_acks_since = now;
                 }
                 self.acks_hurried = false;
             }
@@ -784,6 +796,14 @@ impl Session {
             self.config.pacing_wake_batch
         };
         Some(pacer.next_ready_for(self.now, batch))
+    }
+
+    /// Whether the peer seems to wait for our acknowledgements: a gap in what it sent is being
+    /// repaired, or the last ones went out by their delay (it sends no faster than it hears from
+    /// us). Reading its frames late would slow it down.
+    pub fn peer_waits(&self) -> bool {
+        let quick = self.quick_acks > 0 && self.now < self.quick_acks_since + QUICK_ACKS_FOR;
+        quick || !self.incoming.is_empty()
     }
 
     /// When to call [`Session::handle_timeout`] (and then [`Session::poll_transmit`]) next.
