@@ -428,7 +428,12 @@ impl Driver {
                     self.on_ws(frame)?;
                     // Frames already read go through the session before anything else runs:
                     // one turn of this loop (flush, events, timers) per wake-up, not per frame.
+                    // Not past the end of the session: the websocket's close that follows
+                    // channel_closed is no reason to reconnect.
                     for _ in 1..FRAMES_PER_TURN {
+                        if self.session.is_closed() {
+                            break;
+                        }
                         match self.ws.next().now_or_never() {
                             Some(frame) => self.on_ws(frame)?,
                             None => break,
