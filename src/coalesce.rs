@@ -79,8 +79,7 @@ impl Coalescer {
     pub fn on_frame(&mut self, now: Instant, len: usize, peer_waits: bool) -> Option<u32> {
         self.measure(now, len as u64);
         if peer_waits || self.quiet_until.is_some_and(|t| now < t) {
-            self.target = None;
-            self.span = None;
+            self.forget_rate();
         }
         match self.target {
             Some(mark) => {
@@ -100,8 +99,7 @@ impl Coalescer {
     /// Input that looks typed went out: read at once for a while.
     pub fn on_interactive(&mut self, now: Instant) -> Option<u32> {
         self.quiet_until = Some(now + INTERACTIVE_FOR);
-        self.target = None;
-        self.span = None;
+        self.forget_rate();
         self.lower()
     }
 
@@ -126,6 +124,12 @@ impl Coalescer {
         let per_span = u128::from(*bytes) * MARK_SPAN.as_nanos() / took.as_nanos();
         self.target = (*frames >= RATE_FRAMES * (took.as_nanos() / RATE_SPAN.as_nanos()) as u32)
             .then(|| per_span.clamp(1, u128::from(MAX_MARK)) as u32);
+        self.span = None;
+    }
+
+    /// Not bulk until a whole new span says so.
+    fn forget_rate(&mut self) {
+        self.target = None;
         self.span = None;
     }
 

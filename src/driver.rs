@@ -377,9 +377,9 @@ impl Driver {
         let mut input_open = true;
         let mut woke_for_frames = true;
         loop {
-            if !woke_for_frames {
+            if !woke_for_frames && self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
                 // Awake anyway: whatever the raised mark kept back is read in this turn.
-                self.coalesce(|c, _, _| c.on_wake());
+                self.coalesce(Instant::now(), |c, _, _| c.on_wake());
             }
             woke_for_frames = false;
             if input_open {
@@ -447,9 +447,10 @@ impl Driver {
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
                 _ = self.demand.to_driver.notified() => {}
                 _ = self.hurry.notified() => {
-                    self.hurry_until = Some(Instant::now() + HURRY_FOR);
+                    let now = Instant::now();
+                    self.hurry_until = Some(now + HURRY_FOR);
                     self.session.set_hurried(true);
-                    self.coalesce(|c, now, _| c.on_interactive(now));
+                    self.coalesce(now, |c, now, _| c.on_interactive(now));
                 }
                 cmd = self.input.recv(), if accept_input => match cmd {
                     Some(cmd) => self.on_input(cmd),
@@ -552,14 +553,15 @@ impl Driver {
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Result<(), Broken> {
-        self.last_rx = Instant::now();
+        let now = Instant::now();
+        self.last_rx = now;
         match frame {
             Some(Ok(Message::Binary(b))) => {
                 let len = b.len();
-                self.on_frame(b);
-                self.coalesce(|c, now, waits| c.on_frame(now, len, waits));
+                self.on_frame(b, now);
+                self.coalesce(now, |c, now, waits| c.on_frame(now, len, waits));
             }
-            Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec())),
+            Some(Ok(Message::Text(t))) => self.on_frame(Bytes::from(t.as_bytes().to_vec()), now),
             Some(Ok(Message::Close(c))) => {
                 let why = c
                     .map(|c| format!(" ({} {})", c.code, c.reason))
@@ -573,21 +575,22 @@ impl Driver {
         Ok(())
     }
 
-    fn on_frame(&mut self, frame: Bytes) {
-        if let Err(e) = self.session.handle_frame(frame, Instant::now().into_std()) {
+    fn on_frame(&mut self, frame: Bytes, now: Instant) {
+        if let Err(e) = self.session.handle_frame(frame, now.into_std()) {
             tracing::debug!("ignored frame: {e}");
         }
     }
 
-    /// Passes an event to the coalescer (with the time and whether the peer waits for our
-    /// acks) and sets the low-water mark it asks for. A mark that cannot be set ends coalescing
-    /// for the session: the kernel's default reads every frame as it comes.
+    /// Passes an event at `now` to the coalescer (with whether the peer waits for our acks) and
+    /// sets the low-water mark it asks for. A mark that cannot be set ends coalescing for the
+    /// session: the kernel's default reads every frame as it comes.
     fn coalesce(
         &mut self,
+        now: Instant,
         event: impl FnOnce(&mut Coalescer, std::time::Instant, bool) -> Option<u32>,
     ) {
         let Some(c) = &mut self.coalescer else { return };
-        let Some(mark) = event(c, Instant::now().into_std(), self.session.peer_waits()) else {
+        let Some(mark) = event(c, now.into_std(), self.session.peer_waits()) else {
             return;
         };
         tracing::trace!(mark, "websocket receive low-water mark");
@@ -608,7 +611,7 @@ impl Driver {
             Input::Ready(_) | Input::Finish => false,
         };
         if typed {
-            self.coalesce(|c, now, _| c.on_interactive(now));
+            self.coalesce(Instant::now(), |c, now, _| c.on_interactive(now));
         }
         let result = match cmd {
             Input::Data(b) if b.is_empty() => Ok(0),

@@ -52,6 +52,13 @@ fn drain(s: &mut Session, now: Instant) -> Vec<Bytes> {
     std::iter::from_fn(|| s.poll_transmit(now)).collect()
 }
 
+/// The agent sends one message of `data`; the client receives it at `now`.
+fn relay(a: &mut Session, c: &mut Session, data: &'static [u8], now: Instant) {
+    a.send(PayloadType::Output, Bytes::from_static(data))
+        .unwrap();
+    c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+}
+
 #[test]
 fn acks_are_held_briefly_and_go_out_together() {
     let t0 = Instant::now();
@@ -75,9 +82,7 @@ fn acks_are_held_briefly_and_go_out_together() {
     }
     assert_eq!(a.unacked(), 0);
     // The delay counts from the oldest held ack, not the newest.
-    a.send(PayloadType::Output, Bytes::from_static(b"y"))
-        .unwrap();
-    c.handle_frame(a.poll_transmit(t1).unwrap(), t1).unwrap();
+    relay(&mut a, &mut c, b"y", t1);
     a.send(PayloadType::Output, Bytes::from_static(b"z"))
         .unwrap();
     let t2 = t1 + ACK_DELAY / 2;
@@ -113,35 +118,25 @@ fn a_peer_that_waits_for_acks_gets_them_at_once_for_a_while() {
     let mut c = default_client(t0);
     let mut a = agent(t0);
     // One message, then silence until its ack: held for the whole delay.
-    a.send(PayloadType::Output, Bytes::from_static(b"x"))
-        .unwrap();
-    c.handle_frame(a.poll_transmit(t0).unwrap(), t0).unwrap();
+    relay(&mut a, &mut c, b"x", t0);
     assert!(drain(&mut c, t0).is_empty(), "held");
     let mut now = t0 + ACK_DELAY;
     assert_eq!(acks_in(&drain(&mut c, now)), 1);
     // So the next messages are acked as they come...
     for i in 0..QUICK_ACKS {
         now += Duration::from_millis(1);
-        a.send(PayloadType::Output, Bytes::from_static(b"y"))
-            .unwrap();
-        c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+        relay(&mut a, &mut c, b"y", now);
         assert_eq!(acks_in(&drain(&mut c, now)), 1, "message {i} acked at once");
     }
     // ...and then held again, as a steady stream's are.
-    a.send(PayloadType::Output, Bytes::from_static(b"z"))
-        .unwrap();
-    c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+    relay(&mut a, &mut c, b"z", now);
     assert!(drain(&mut c, now).is_empty(), "held again");
     // A full batch is no sign of a waiting peer: it does not start quick acks.
     for _ in 1..ACK_BATCH {
-        a.send(PayloadType::Output, Bytes::from_static(b"z"))
-            .unwrap();
-        c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+        relay(&mut a, &mut c, b"z", now);
     }
     assert_eq!(acks_in(&drain(&mut c, now)), ACK_BATCH);
-    a.send(PayloadType::Output, Bytes::from_static(b"z"))
-        .unwrap();
-    c.handle_frame(a.poll_transmit(now).unwrap(), now).unwrap();
+    relay(&mut a, &mut c, b"z", now);
     assert!(drain(&mut c, now).is_empty(), "held after a batch");
 }
 

@@ -518,20 +518,15 @@ impl Session {
         self.acks.push_back(frame);
         if self.quick_acks > 0 {
             self.quick_acks -= 1;
-            self.hurry_acks();
+            self.flush_acks();
         } else if self.acks.len() >= ACK_BATCH {
-            self.hurry_acks();
+            self.flush_acks();
         }
     }
 
     /// Sends the held acknowledgements with the next [`Session::poll_transmit`], whatever their
-    /// delay: for a caller that read the frames late already.
+    /// delay (a full batch, a gap, quick acks; or a caller that read the frames late already).
     pub fn flush_acks(&mut self) {
-        self.hurry_acks();
-    }
-
-    /// Makes the held acknowledgements go out with the next [`Session::poll_transmit`].
-    fn hurry_acks(&mut self) {
         if !self.acks.is_empty() {
             self.acks_due = Some(self.now);
             self.acks_hurried = true;
@@ -574,28 +569,29 @@ impl Session {
                     return;
                 }
                 if gap_filled {
-                    self.hurry_acks();
+                    self.flush_acks();
                 }
                 self.drain_incoming();
             }
-            Arrival::Buffered => {
-                self.queue_ack(&msg);
-                self.hurry_acks();
-            }
+            Arrival::Buffered => self.ack_at_once(&msg),
             Arrival::AlreadyBuffered => {
                 self.stats.duplicates_received += 1;
-                self.queue_ack(&msg);
-                self.hurry_acks();
+                self.ack_at_once(&msg);
             }
             Arrival::Full => self.stats.reorder_overflow_drops += 1,
             Arrival::Duplicate => {
                 // Re-ack: the ack may have been lost, and a peer that never hears it retransmits
                 // forever (the agent stalls under loss with the official client, §6.3).
                 self.stats.duplicates_received += 1;
-                self.queue_ack(&msg);
-                self.hurry_acks();
+                self.ack_at_once(&msg);
             }
         }
+    }
+
+    /// Acknowledges `msg` and sends that with whatever was held.
+    fn ack_at_once(&mut self, msg: &AgentMessage) {
+        self.queue_ack(msg);
+        self.flush_acks();
     }
 
     /// Delivers buffered messages that are now in order (already acknowledged when stored).
