@@ -690,6 +690,93 @@ fn a_paced_client_stays_under_its_rate_while_acks_never_wait() {
     assert_eq!(c.stats().pacing_decreases, 0);
 }
 
+/// A paced client at 1000 messages a second that wakes every 8 tokens, with its burst spent.
+fn batching_client(t0: Instant) -> Session {
+    let mut config = SessionConfig::client("sess-1", "i-0123");
+    config.max_message_rate = Some(1000);
+    config.pacing_burst = 8;
+    config.pacing_wake_batch = 8;
+    let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
+    for i in 0..8u32 {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    assert_eq!(drain(&mut c, t0).len(), 8, "the burst goes at once");
+    c
+}
+
+#[test]
+fn a_paced_client_lets_whole_batches_go_not_what_trickled_in() {
+    let t0 = Instant::now();
+    let mut c = batching_client(t0);
+    for i in 0..100u32 {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    // Woken early (acks, input): three tokens are there, but a batch is eight.
+    let early = t0 + Duration::from_millis(3);
+    assert_eq!(c.batch_allowance(early), Some(0));
+    assert_eq!(drain(&mut c, early).len(), 0, "nothing trickles out");
+    let due = c.poll_timeout().expect("data waits");
+    assert!(
+        due >= t0 + Duration::from_micros(7900),
+        "{:?}: the batch's eight tokens",
+        due - t0
+    );
+    // Then the whole batch goes in one go, and the next is a batch away again.
+    assert_eq!(c.batch_allowance(due), Some(8));
+    assert_eq!(drain(&mut c, due).len(), 8);
+    let next = c.poll_timeout().expect("data waits") - due;
+    assert!(next >= Duration::from_micros(7900), "{next:?}");
+}
+
+#[test]
+fn a_short_write_goes_at_once_when_it_fits_in_the_tokens_there_are() {
+    let t0 = Instant::now();
+    let mut c = batching_client(t0);
+    // Three tokens later, two messages: all that waits fits, so they go now.
+    let now = t0 + Duration::from_millis(3);
+    for i in 0..2u32 {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    assert_eq!(drain(&mut c, now).len(), 2);
+    // A caller holding more than the tokens (its backlog) waits for a whole batch, even for
+    // the one message it numbered.
+    let now = now + Duration::from_millis(2);
+    c.set_backlog(50);
+    c.send(PayloadType::Output, Bytes::from_static(b"x"))
+        .unwrap();
+    assert_eq!(c.batch_allowance(now), Some(0));
+    assert_eq!(drain(&mut c, now).len(), 0);
+    // Without that backlog the message fits.
+    c.set_backlog(0);
+    assert_eq!(drain(&mut c, now).len(), 1);
+}
+
+#[test]
+fn a_hurried_client_does_not_wait_for_a_batch() {
+    let t0 = Instant::now();
+    let mut c = batching_client(t0);
+    for i in 0..100u32 {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    let now = t0 + Duration::from_millis(3);
+    assert_eq!(drain(&mut c, now).len(), 0);
+    c.set_hurried(true);
+    assert_eq!(
+        drain(&mut c, now).len(),
+        3,
+        "what the tokens allow, at once"
+    );
+    let next = c.poll_timeout().expect("data waits") - now;
+    assert!(
+        next <= Duration::from_micros(1100),
+        "{next:?}: the next token"
+    );
+}
+
 #[test]
 fn a_hurried_pacer_wakes_per_message_and_a_calm_one_per_batch() {
     let t0 = Instant::now();

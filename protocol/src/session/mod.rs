@@ -185,6 +185,11 @@ pub struct Session {
     paused_until: Option<Option<Instant>>,
     /// See [`Session::set_hurried`].
     hurried: bool,
+    /// Paced, when the batch being let out opened (see [`Session::batch_allowance`]): at that
+    /// instant its messages keep going while tokens last.
+    batch_open: Option<Instant>,
+    /// See [`Session::set_backlog`].
+    backlog: usize,
     pacer: Option<Pacer>,
     closed: bool,
     stats: Stats,
@@ -231,6 +236,8 @@ impl Session {
             ready: true,
             paused_until: None,
             hurried: false,
+            batch_open: None,
+            backlog: 0,
             pacer,
             closed: false,
             stats: Stats::default(),
@@ -712,7 +719,7 @@ impl Session {
         if self.closed || self.is_paused(now) {
             return None;
         }
-        if self.pacer.as_mut().is_some_and(|p| !p.ready(now)) {
+        if self.batch_allowance(now) == Some(0) {
             return None;
         }
         let (_, frame, retransmit) = self.outgoing.poll_transmit(now)?;
@@ -753,6 +760,46 @@ impl Session {
         self.pacer.as_mut().map(|p| p.available(now) as usize)
     }
 
+    /// Paced, the messages' worth of data the caller has waiting beyond those it numbered with
+    /// [`Session::send`] (it hands data over only as the pacer lets it go): whether all that
+    /// waits fits in the tokens there are depends on it (see [`Session::batch_allowance`]).
+    pub fn set_backlog(&mut self, messages: usize) {
+        self.backlog = messages;
+    }
+
+    /// Paced, how many new messages to let go at `now`, in one write: none until the pacer has
+    /// a whole wake-up's batch of tokens ([`SessionConfig::pacing_wake_batch`]), then as many as
+    /// its tokens allow (calls at the same `now` go on with the batch opened then). Whatever
+    /// wakes the caller in between (acks, input)
+    /// would otherwise send the few tokens that trickled in since, in a write and a wake-up of
+    /// their own, and the batches would shrink to that. No wait while hurried, or when all that
+    /// waits (never-sent messages and the [backlog](Session::set_backlog)) fits in the tokens
+    /// there are: a short write after a busy spell. `None` when not pacing; 0 while paused or
+    /// closed.
+    pub fn batch_allowance(&mut self, now: Instant) -> Option<usize> {
+        let tokens = self.send_allowance(now)?;
+        let opens = self.hurried || tokens >= self.batch_size() || tokens >= self.waiting();
+        if tokens > 0 && opens {
+            self.batch_open = Some(now);
+        }
+        Some(if self.batch_open == Some(now) {
+            tokens
+        } else {
+            0
+        })
+    }
+
+    /// New messages waiting to go: never sent, or still with the caller.
+    fn waiting(&self) -> usize {
+        self.outgoing.unsent() + self.backlog
+    }
+
+    /// Tokens a paced wake-up waits for (the burst bounds it: the bucket holds no more).
+    fn batch_size(&self) -> usize {
+        let burst = self.config.pacing_burst.max(1);
+        self.config.pacing_wake_batch.clamp(1, burst) as usize
+    }
+
     /// The current pacing rate in messages per second, when pacing.
     pub fn pacing_rate(&self) -> Option<f64> {
         self.pacer.as_ref().map(Pacer::rate)
@@ -778,20 +825,20 @@ impl Session {
             || (!self.closed && self.paused_until.is_none() && self.outgoing.has_unsent())
     }
 
-    /// Paced, when the pacer next lets messages go: its next wake-up (a batch of
-    /// [`SessionConfig::pacing_wake_batch`] tokens, or one while hurried). `None` when not
-    /// pacing, or while publication is paused.
+    /// Paced, when the pacer next lets new messages go (see [`Session::batch_allowance`]): when
+    /// it has a batch of tokens, or enough for all that waits; the next token while hurried.
+    /// `None` when not pacing, or while publication is paused.
     pub fn next_send_at(&self) -> Option<Instant> {
         let pacer = self.pacer.as_ref()?;
         if self.paused_until.is_some() || self.closed {
             return None;
         }
-        let batch = if self.hurried {
+        let want = if self.hurried {
             1
         } else {
-            self.config.pacing_wake_batch
+            self.batch_size().min(self.waiting().max(1))
         };
-        Some(pacer.next_ready_for(self.now, batch))
+        Some(pacer.next_ready_for(self.now, want as u32))
     }
 
     /// Whether the peer seems to wait for our acknowledgements: a gap in what it sent is being
