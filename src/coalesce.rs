@@ -5,9 +5,14 @@
 //! switch, an `epoll_wait` and a read per message). While frames stream in steadily, the driver
 //! raises the socket's receive low-water mark (`SO_RCVLOWAT`) to what arrives in [`MARK_SPAN`]
 //! at the measured rate, so the kernel wakes it once per batch. The wait is bounded: when the
-//! driver wakes for anything else (the pacer's timer in an upload, whose acks then come along),
-//! or [`MAX_WAIT`] after the last read, it lowers the mark, which makes whatever is queued
-//! readable at once (Linux signals readiness from the `setsockopt` itself).
+//! driver wakes for anything else, or [`MAX_WAIT`] after the last read, it lowers the mark, which
+//! makes whatever is queued readable at once (Linux signals readiness from the `setsockopt`
+//! itself), and reads that before it does anything else.
+//!
+//! An upload's acks need no wake-up of their own either: between two of the pacer's batches
+//! the driver [holds](Coalescer::hold_until) the mark up, and the next batch's wake-up reads the
+//! last one's acks (and any retransmission timer that falls due first reads them before it
+//! decides anything).
 //!
 //! Waiting must never cost more than CPU. So the mark stays down:
 //! - for [`INTERACTIVE_FOR`] after local input that looks typed (a keystroke, a terminal resize,
@@ -20,17 +25,18 @@
 
 use std::time::{Duration, Instant};
 
-/// The mark is what arrives in this long at the measured rate: an upload's acks (a batch every
-/// 8 ms) stay under it until the pacer's next wake-up reads them.
-pub const MARK_SPAN: Duration = Duration::from_millis(10);
-/// Longest a frame waits unread while coalescing, when fewer frames come than the mark expects.
-pub const MAX_WAIT: Duration = Duration::from_millis(15);
+/// The mark is what arrives in this long at the measured rate: about 25 KB under the service's
+/// rate, read in one wake-up instead of 25.
+pub const MARK_SPAN: Duration = Duration::from_millis(25);
+/// Longest a frame waits unread while coalescing, when fewer frames come than the mark expects,
+/// and the longest an upload's acks are [held](Coalescer::hold_until).
+pub const MAX_WAIT: Duration = Duration::from_millis(40);
 /// Coalescing needs at least this many frames in a span of [`RATE_SPAN`] (500 a second).
 pub const RATE_FRAMES: u32 = 16;
 /// See [`RATE_FRAMES`].
 pub const RATE_SPAN: Duration = Duration::from_millis(32);
 /// The highest mark: at high rates a batch fills in well under [`MARK_SPAN`] anyway.
-pub const MAX_MARK: u32 = 16 * 1024;
+pub const MAX_MARK: u32 = 32 * 1024;
 /// No coalescing for this long after interactive input.
 pub const INTERACTIVE_FOR: Duration = Duration::from_secs(1);
 /// The low-water mark that reads every byte at once (the kernel's default).
@@ -78,7 +84,7 @@ impl Coalescer {
     /// [`rssm_protocol::Session::peer_waits`] after it. Returns a new mark to set, if any.
     pub fn on_frame(&mut self, now: Instant, len: usize, peer_waits: bool) -> Option<u32> {
         self.measure(now, len as u64);
-        if peer_waits || self.quiet_until.is_some_and(|t| now < t) {
+        if peer_waits || self.quiet(now) {
             self.forget_rate();
         }
         match self.target {
@@ -94,6 +100,18 @@ impl Coalescer {
     /// queued now, while awake anyway. The next read raises the mark again.
     pub fn on_wake(&mut self) -> Option<u32> {
         self.lower()
+    }
+
+    /// The driver goes to sleep until `until`, the pacer's next batch of an upload, and nothing
+    /// waits for what arrives before then (the acks of the batch just sent): read that when it
+    /// wakes anyway, not in a wake-up of its own. Not while typing or while the peer waits for
+    /// our acks, and not for longer than [`MAX_WAIT`].
+    pub fn hold_until(&mut self, now: Instant, until: Instant, peer_waits: bool) -> Option<u32> {
+        if peer_waits || self.quiet(now) || until > now + MAX_WAIT {
+            return None;
+        }
+        self.deadline = Some(until);
+        self.set_mark(MAX_MARK)
     }
 
     /// Input that looks typed went out: read at once for a while.
@@ -125,6 +143,11 @@ impl Coalescer {
         self.target = (*frames >= RATE_FRAMES * (took.as_nanos() / RATE_SPAN.as_nanos()) as u32)
             .then(|| per_span.clamp(1, u128::from(MAX_MARK)) as u32);
         self.span = None;
+    }
+
+    /// Whether typed input went out less than [`INTERACTIVE_FOR`] ago.
+    fn quiet(&self, now: Instant) -> bool {
+        self.quiet_until.is_some_and(|t| now < t)
     }
 
     /// Not bulk until a whole new span says so.
@@ -285,6 +308,30 @@ mod tests {
         assert!(c.coalescing());
         assert_eq!(c.on_wake(), Some(READ_AT_ONCE));
         assert_eq!(c.on_frame(now, DATA, false), Some(MAX_MARK));
+    }
+
+    #[test]
+    fn an_upload_reads_its_acks_at_the_pacers_next_batch() {
+        let mut c = Coalescer::default();
+        let now = Instant::now();
+        let batch = now + 25 * MS;
+        // Asleep until the next batch: its acks wait for it, however few they are.
+        assert_eq!(c.hold_until(now, batch, false), Some(MAX_MARK));
+        assert_eq!(c.deadline(), Some(batch));
+        assert!(c.coalescing());
+        // That wake-up reads them.
+        assert_eq!(c.on_wake(), Some(READ_AT_ONCE));
+        // Not while the peer waits for our acks, nor beyond the longest wait.
+        assert_eq!(c.hold_until(now, batch, true), None);
+        assert_eq!(c.hold_until(now, now + MAX_WAIT + MS, false), None);
+        assert!(!c.coalescing());
+        // Nor while typing.
+        c.on_interactive(now);
+        assert_eq!(c.hold_until(now + MS, batch, false), None);
+        assert_eq!(
+            c.hold_until(now + INTERACTIVE_FOR, batch + INTERACTIVE_FOR, false),
+            Some(MAX_MARK)
+        );
     }
 
     #[test]

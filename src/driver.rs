@@ -3,7 +3,7 @@
 //! [`Output`] out — so a slow terminal or socket pushes back on the websocket instead of buffering.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,8 +165,8 @@ pub struct DriverHandle {
 pub struct Demand {
     /// Messages the driver asked for and the command has not handed over yet.
     want: AtomicUsize,
-    /// The command has data waiting.
-    offered: AtomicBool,
+    /// How many messages' worth of data the command has waiting (0: none).
+    offered: AtomicUsize,
     /// Wakes the command when the driver asks.
     to_command: Notify,
     /// Wakes the driver when the command offers.
@@ -174,16 +174,17 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// Command: data waits to be asked for.
-    pub fn offer(&self) {
-        if !self.offered.swap(true, Ordering::AcqRel) {
+    /// Command: `messages` messages' worth of data wait to be asked for (the pacer lets a
+    /// short write go at once when all of it fits in its tokens, a long one in whole batches).
+    pub fn offer(&self, messages: usize) {
+        if self.offered.swap(messages.max(1), Ordering::AcqRel) == 0 {
             self.to_driver.notify_one();
         }
     }
 
     /// Command: nothing waits any more (a request not yet answered lapses).
     pub fn withdraw(&self) {
-        self.offered.store(false, Ordering::Release);
+        self.offered.store(0, Ordering::Release);
         self.want.store(0, Ordering::Release);
     }
 
@@ -210,7 +211,7 @@ impl Demand {
         }
     }
 
-    fn offered(&self) -> bool {
+    fn offered(&self) -> usize {
         self.offered.load(Ordering::Acquire)
     }
 }
@@ -281,6 +282,8 @@ pub async fn start(
             hurry_until: None,
             demand: demanded,
             coalescer: Some(Coalescer::default()),
+            mark_to_set: None,
+            asked_for_data: false,
         };
         let end = d.run().await;
         tracing::debug!(?end, stats = ?d.session.stats(), "session ended");
@@ -345,6 +348,10 @@ struct Driver {
     /// When to read the websocket (see [`crate::coalesce`]); `None` where the low-water mark
     /// cannot be set.
     coalescer: Option<Coalescer>,
+    /// A low-water mark the coalescer asked for and [`Driver::apply_mark`] has not set yet.
+    mark_to_set: Option<u32>,
+    /// The command hands data over when asked (see [`Demand`]).
+    asked_for_data: bool,
 }
 
 impl Driver {
@@ -378,8 +385,14 @@ impl Driver {
         let mut woke_for_frames = true;
         loop {
             if !woke_for_frames && self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
-                // Awake anyway: whatever the raised mark kept back is read in this turn.
+                // Awake anyway: read what the raised mark kept back before deciding anything on
+                // it (a retransmission timer must not fire for messages whose acks wait unread,
+                // and the pacer's batch goes after its predecessor's acks). Lowering the mark
+                // makes the socket readable at once; one yield lets the runtime see that.
                 self.coalesce(Instant::now(), |c, _, _| c.on_wake());
+                self.apply_mark();
+                tokio::task::yield_now().await;
+                self.take_ready_frames()?;
             }
             woke_for_frames = false;
             if input_open {
@@ -407,6 +420,12 @@ impl Driver {
                 self.session.set_hurried(false);
             }
             let next_token = self.ask_for_offered_data();
+            if let Some(batch) = next_token {
+                // Until the pacer's next batch, frames (this batch's acks) can wait for it.
+                self.coalesce(Instant::now(), |c, now, waits| {
+                    c.hold_until(now, batch.into_std(), waits)
+                });
+            }
             let timer = self
                 .session
                 .poll_timeout()
@@ -421,28 +440,13 @@ impl Driver {
                         .map(Instant::from_std),
                 )
                 .min();
+            self.apply_mark();
             tokio::select! {
                 biased;
                 frame = self.ws.next() => {
                     woke_for_frames = true;
                     self.on_ws(frame)?;
-                    // Frames already read go through the session before anything else runs:
-                    // one turn of this loop (flush, events, timers) per wake-up, not per frame.
-                    // Not past the end of the session: the websocket's close that follows
-                    // channel_closed is no reason to reconnect.
-                    for _ in 1..FRAMES_PER_TURN {
-                        if self.session.is_closed() {
-                            break;
-                        }
-                        match self.ws.next().now_or_never() {
-                            Some(frame) => self.on_ws(frame)?,
-                            None => break,
-                        }
-                    }
-                    // Read late already: the acks go now, not after their own delay.
-                    if self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
-                        self.session.flush_acks();
-                    }
+                    self.take_ready_frames()?;
                 }
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
                 _ = self.demand.to_driver.notified() => {}
@@ -520,6 +524,7 @@ impl Driver {
                             if let Some(c) = &mut self.coalescer {
                                 c.reset();
                             }
+                            self.mark_to_set = None;
                             self.last_rx = Instant::now();
                             self.ack_progress =
                                 (self.session.stats().acks_received, Instant::now());
@@ -581,16 +586,46 @@ impl Driver {
         }
     }
 
-    /// Passes an event at `now` to the coalescer (with whether the peer waits for our acks) and
-    /// sets the low-water mark it asks for. A mark that cannot be set ends coalescing for the
-    /// session: the kernel's default reads every frame as it comes.
+    /// Takes the frames already read (or readable without waiting), up to [`FRAMES_PER_TURN`]
+    /// in all with the one just taken: they go through the session before anything else runs,
+    /// so the loop's work (flush, events, timers) is done once per wake-up, not per frame. Not
+    /// past the end of the session: the websocket's close that follows channel_closed is no
+    /// reason to reconnect.
+    fn take_ready_frames(&mut self) -> Result<(), Broken> {
+        for _ in 1..FRAMES_PER_TURN {
+            if self.session.is_closed() {
+                break;
+            }
+            match self.ws.next().now_or_never() {
+                Some(frame) => self.on_ws(frame)?,
+                None => break,
+            }
+        }
+        // Read late already: the acks go now, not after their own delay.
+        if self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
+            self.session.flush_acks();
+        }
+        Ok(())
+    }
+
+    /// Passes an event at `now` to the coalescer (with whether the peer waits for our acks);
+    /// the low-water mark it asks for is set by [`Self::apply_mark`], once per loop turn.
     fn coalesce(
         &mut self,
         now: Instant,
         event: impl FnOnce(&mut Coalescer, std::time::Instant, bool) -> Option<u32>,
     ) {
         let Some(c) = &mut self.coalescer else { return };
-        let Some(mark) = event(c, now.into_std(), self.session.peer_waits()) else {
+        if let Some(mark) = event(c, now.into_std(), self.session.peer_waits()) {
+            self.mark_to_set = Some(mark);
+        }
+    }
+
+    /// Sets the low-water mark the coalescer last asked for, if it changed. A mark that cannot
+    /// be set ends coalescing for the session: the kernel's default reads every frame as it
+    /// comes.
+    fn apply_mark(&mut self) {
+        let Some(mark) = self.mark_to_set.take() else {
             return;
         };
         tracing::trace!(mark, "websocket receive low-water mark");
@@ -602,10 +637,15 @@ impl Driver {
     }
 
     fn on_input(&mut self, cmd: Input) {
-        // What looks typed is answered soon: read that answer as it comes.
+        // What looks typed is answered soon: read that answer as it comes. A command that
+        // hands data over on request (a forward) says itself what is interactive (`hurry`):
+        // its small writes are often control frames (a new connection's smux SYN).
         let typed = match &cmd {
             Input::Data(b) => {
-                b.len() <= TYPED_BYTES && self.held.is_empty() && self.session.unsent() == 0
+                !self.asked_for_data
+                    && b.len() <= TYPED_BYTES
+                    && self.held.is_empty()
+                    && self.session.unsent() == 0
             }
             Input::Size { .. } | Input::Flag(_) => true,
             Input::Ready(_) | Input::Finish => false,
@@ -640,14 +680,22 @@ impl Driver {
     /// channel); then whatever comes next (a keystroke on another connection) is never more
     /// than a write behind. Unpaced, enough to keep the websocket busy.
     fn send_allowance(&mut self) -> Option<usize> {
+        self.update_backlog();
         self.session
-            .send_allowance(Instant::now().into_std())
+            .batch_allowance(Instant::now().into_std())
             .map(|n| n.max(1))
     }
 
+    /// Tells the session how much data waits beyond what it numbered: held here, queued in the
+    /// input channel (a message at most each), or offered by a command (see [`Demand`]). The
+    /// pacer lets a short write go at once when all of it fits in its tokens.
+    fn update_backlog(&mut self) {
+        let waiting = self.held.len() + self.input.len() + self.demand.offered();
+        self.session.set_backlog(waiting);
+    }
+
     /// Takes what waits in the input channel and may go out now, so that one write carries it
-    /// all (paced, a wake-up with eight tokens sends eight messages at once, not one now and
-    /// seven a loop turn later).
+    /// all (paced, a batch's messages go at once, not one now and the rest a loop turn later).
     fn take_waiting_input(&mut self) {
         while self.finishing.is_none() && self.data_room() {
             let Ok(cmd) = self.input.try_recv() else {
@@ -660,17 +708,20 @@ impl Driver {
     /// Paced, asks a command that offers data for as many messages as may go now; when the
     /// pacer lets none go, returns when to ask again (its next wake-up).
     fn ask_for_offered_data(&mut self) -> Option<Instant> {
-        if !self.demand.offered() || self.finishing.is_some() || !self.input.is_empty() {
+        if self.demand.offered() == 0 || self.finishing.is_some() || !self.input.is_empty() {
             return None;
         }
-        let now = Instant::now().into_std();
-        let allowance = self.session.send_allowance(now)?;
+        // A whole batch at once (see `Session::batch_allowance`), unless all that is offered
+        // fits in the tokens there are.
+        self.update_backlog();
+        let allowance = self.session.batch_allowance(Instant::now().into_std())?;
         if allowance == 0 {
             return self.session.next_send_at().map(Instant::from_std);
         }
         // Tokens but no room: what is held waits for the send window (acks), which wake us.
         let room = allowance.saturating_sub(self.held.len() + self.session.unsent());
         if room > 0 {
+            self.asked_for_data = true;
             self.demand.ask(room);
         }
         None

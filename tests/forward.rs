@@ -185,6 +185,45 @@ fn carries_256_mib_each_way_through_one_connection() {
     assert!(fwd.wait_exit().success());
 }
 
+/// Under the service's message cap, with the agent's 1 ms pause per 1024-byte read: rssm's
+/// default pacing (batches of messages, each a wake-up) moves data both ways at once without a
+/// single message over the cap, which the real service would answer with `pause_publication`.
+#[test]
+fn a_capped_echo_both_ways_is_never_throttled() {
+    const TOTAL: usize = 3 << 19; // 1.5 MiB: about 1.6 s at the cap
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            rate_limit: Some(1000),
+            ..FaultConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    assert!(
+        !sim.sim.config().agent_read_pause.is_zero(),
+        "the agent paces itself"
+    );
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-q", "-L", &format!("0:localhost:{echo}")]);
+    let stream = connect(fwd.forwarding(0).local);
+    let mut writer = stream.try_clone().expect("clone");
+    let data = pattern(7, TOTAL);
+    let (sent, received) = thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            writer.write_all(&data).expect("upload");
+            writer.shutdown(Shutdown::Write).expect("half-close");
+        });
+        let mut received = Vec::with_capacity(TOTAL);
+        (&stream).read_to_end(&mut received).expect("echo");
+        (sender.join(), received)
+    });
+    sent.expect("sender");
+    assert_eq!(received.len(), TOTAL);
+    assert!(received == data, "the echo differs from what was sent");
+    assert_eq!(sim.sim.state().throttled(), 0, "messages over the cap");
+    fwd.interrupt();
+    assert!(fwd.wait_exit().success());
+}
+
 #[test]
 fn a_slow_local_reader_keeps_memory_bounded() {
     const TOTAL: usize = 64 << 20;

@@ -430,6 +430,7 @@ impl Relay {
         if let Some(rate) = self.rate.as_mut().filter(|_| stream_data) {
             if let RateVerdict::Throttle { first_in_window } = rate.check(now) {
                 self.faults.stats.throttled += 1;
+                self.state.count_throttled();
                 if first_in_window {
                     self.send_to_client(gateway_message(
                         MessageType::PausePublication,

@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -109,6 +110,8 @@ pub struct SimState {
     /// The one simulated agent restart ([`crate::FaultConfig::agent_restart_after`]): which
     /// target, and until when its agent is away.
     agent_restart: Mutex<Option<(String, Instant)>>,
+    /// Client stream messages the rate cap refused, in all sessions so far.
+    throttled: AtomicU64,
 }
 
 impl SimState {
@@ -123,7 +126,19 @@ impl SimState {
             sessions: Mutex::new(HashMap::new()),
             rng: Mutex::new(rng),
             agent_restart: Mutex::new(None),
+            throttled: AtomicU64::new(0),
         }
+    }
+
+    /// Client stream messages the rate cap ([`crate::FaultConfig::rate_limit`]) refused so far,
+    /// in all sessions: what the real service would have answered with `pause_publication`.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Counts a message the rate cap refused.
+    pub(crate) fn count_throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The session table.

@@ -165,7 +165,7 @@ impl Mux<'_> {
             let has_output = self.smux.pending_output() > 0 || !self.turns.is_empty();
             if let Some(demand) = demand {
                 if has_output {
-                    demand.offer();
+                    demand.offer(self.waiting_messages());
                 } else {
                     demand.withdraw();
                 }
@@ -241,6 +241,16 @@ impl Mux<'_> {
                 }
             }
         }
+    }
+
+    /// Messages' worth of data waiting to go: smux output, and connection bytes not yet in
+    /// smux (a frame header each message).
+    fn waiting_messages(&self) -> usize {
+        let up: usize = (self.turns.iter())
+            .filter_map(|id| self.streams.get(id))
+            .flat_map(|s| s.up.iter().map(bytes::Bytes::len))
+            .sum();
+        self.smux.pending_output().div_ceil(CHUNK) + up.div_ceil(self.frame_data)
     }
 
     /// Serves a new local connection as a new smux stream.
