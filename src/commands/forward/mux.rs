@@ -229,6 +229,12 @@ impl Mux<'_> {
                     Ok(socket) => {
                         accept_after = None;
                         self.adopt(socket);
+                        // A new connection's first exchange (a TLS or SSH handshake, a request)
+                        // waits on round trips like typing does: its SYN goes at once and the
+                        // answers are read as they come, not in the next batch.
+                        if let Some(hurry) = hurry {
+                            hurry.notify_one();
+                        }
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -650,8 +656,11 @@ mod tests {
             ..
         } = paced_forward().await;
 
-        // A bulk upload gets going.
+        // A bulk upload gets going. Its connection's opening hurries the pacer, its data not.
         let mut bulk = TcpStream::connect(addr).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), hurry.notified())
+            .await
+            .expect("a new connection hurries the pacer");
         bulk.write_all(&vec![b'b'; 200_000]).await.unwrap();
         let mut bulk_bytes = 0;
         while bulk_bytes < 5_000 {
@@ -668,6 +677,9 @@ mod tests {
 
         // A keystroke on a second connection, while bulk data waits.
         let mut keys = TcpStream::connect(addr).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), hurry.notified())
+            .await
+            .expect("a new connection hurries the pacer");
         keys.write_all(b"k").await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), hurry.notified())
             .await
