@@ -770,12 +770,11 @@ impl Session {
     /// Paced, how many new messages to let go at `now`, in one write: none until the pacer has
     /// a whole wake-up's batch of tokens ([`SessionConfig::pacing_wake_batch`]), then as many as
     /// its tokens allow (calls at the same `now` go on with the batch opened then). Whatever
-    /// wakes the caller in between (acks, input)
-    /// would otherwise send the few tokens that trickled in since, in a write and a wake-up of
-    /// their own, and the batches would shrink to that. No wait while hurried, or when all that
-    /// waits (never-sent messages and the [backlog](Session::set_backlog)) fits in the tokens
-    /// there are: a short write after a busy spell. `None` when not pacing; 0 while paused or
-    /// closed.
+    /// wakes the caller in between (acks, input) would otherwise send the few tokens that
+    /// trickled in since, in a write and a wake-up of their own, and the batches would shrink
+    /// to that. No wait while hurried, or when all that waits (never-sent messages and the
+    /// [backlog](Session::set_backlog)) fits in the tokens there are: a short write after a busy
+    /// spell. `None` when not pacing; 0 while paused or closed.
     pub fn batch_allowance(&mut self, now: Instant) -> Option<usize> {
         let tokens = self.send_allowance(now)?;
         let opens = self.hurried || tokens >= self.batch_size() || tokens >= self.waiting();
