@@ -393,6 +393,8 @@ impl Driver {
                 self.apply_mark();
                 tokio::task::yield_now().await;
                 self.take_ready_frames()?;
+                // Read late already: their acks go now, not after their own delay.
+                self.session.flush_acks();
             }
             woke_for_frames = false;
             if input_open {
