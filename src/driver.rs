@@ -393,7 +393,7 @@ impl Driver {
                 self.apply_mark();
                 tokio::task::yield_now().await;
                 self.take_ready_frames()?;
-                // Read late already: their acks go now, not after their own delay.
+                // Read late: their acks go now, not after their own delay.
                 self.session.flush_acks();
             }
             woke_for_frames = false;
@@ -449,6 +449,10 @@ impl Driver {
                     woke_for_frames = true;
                     self.on_ws(frame)?;
                     self.take_ready_frames()?;
+                    // Read late when the mark was up: the acks go now, not after their delay.
+                    if self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
+                        self.session.flush_acks();
+                    }
                 }
                 key = recv_data_key(&mut self.data_key) => self.on_data_key(key),
                 _ = self.demand.to_driver.notified() => {}
@@ -602,10 +606,6 @@ impl Driver {
                 Some(frame) => self.on_ws(frame)?,
                 None => break,
             }
-        }
-        // Read late already: the acks go now, not after their own delay.
-        if self.coalescer.as_ref().is_some_and(Coalescer::coalescing) {
-            self.session.flush_acks();
         }
         Ok(())
     }

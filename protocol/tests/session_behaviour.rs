@@ -52,6 +52,14 @@ fn drain(s: &mut Session, now: Instant) -> Vec<Bytes> {
     std::iter::from_fn(|| s.poll_transmit(now)).collect()
 }
 
+/// Queues `n` stream messages, each carrying its index.
+fn send_numbered(c: &mut Session, n: u32) {
+    for i in 0..n {
+        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+}
+
 /// The agent sends one message of `data`; the client receives it at `now`.
 fn relay(a: &mut Session, c: &mut Session, data: &'static [u8], now: Instant) {
     a.send(PayloadType::Output, Bytes::from_static(data))
@@ -631,10 +639,7 @@ fn a_paced_client_stays_under_its_rate_while_acks_never_wait() {
     let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
     let mut a = agent(t0);
     // 3000 messages queued at once; a driver that wakes only when poll_timeout says so.
-    for i in 0..3000u32 {
-        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
-            .unwrap();
-    }
+    send_numbered(&mut c, 3000);
     let mut sent_at = Vec::new();
     let mut now = t0;
     let mut wakeups = 0;
@@ -697,10 +702,7 @@ fn batching_client(t0: Instant) -> Session {
     config.pacing_burst = 8;
     config.pacing_wake_batch = 8;
     let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
-    for i in 0..8u32 {
-        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
-            .unwrap();
-    }
+    send_numbered(&mut c, 8);
     assert_eq!(drain(&mut c, t0).len(), 8, "the burst goes at once");
     c
 }
@@ -709,10 +711,7 @@ fn batching_client(t0: Instant) -> Session {
 fn a_paced_client_lets_whole_batches_go_not_what_trickled_in() {
     let t0 = Instant::now();
     let mut c = batching_client(t0);
-    for i in 0..100u32 {
-        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
-            .unwrap();
-    }
+    send_numbered(&mut c, 100);
     // Woken early (acks, input): three tokens are there, but a batch is eight.
     let early = t0 + Duration::from_millis(3);
     assert_eq!(c.batch_allowance(early), Some(0));
@@ -736,10 +735,7 @@ fn a_short_write_goes_at_once_when_it_fits_in_the_tokens_there_are() {
     let mut c = batching_client(t0);
     // Three tokens later, two messages: all that waits fits, so they go now.
     let now = t0 + Duration::from_millis(3);
-    for i in 0..2u32 {
-        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
-            .unwrap();
-    }
+    send_numbered(&mut c, 2);
     assert_eq!(drain(&mut c, now).len(), 2);
     // A caller holding more than the tokens (its backlog) waits for a whole batch, even for
     // the one message it numbered.
@@ -758,10 +754,7 @@ fn a_short_write_goes_at_once_when_it_fits_in_the_tokens_there_are() {
 fn a_hurried_client_does_not_wait_for_a_batch() {
     let t0 = Instant::now();
     let mut c = batching_client(t0);
-    for i in 0..100u32 {
-        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
-            .unwrap();
-    }
+    send_numbered(&mut c, 100);
     let now = t0 + Duration::from_millis(3);
     assert_eq!(drain(&mut c, now).len(), 0);
     c.set_hurried(true);
@@ -785,10 +778,7 @@ fn a_hurried_pacer_wakes_per_message_and_a_calm_one_per_batch() {
     config.pacing_burst = 4;
     config.pacing_wake_batch = 4;
     let mut c = Session::new(config, t0, UNIX_MS, [1; 32]);
-    for i in 0..100u32 {
-        c.send(PayloadType::Output, Bytes::from(i.to_be_bytes().to_vec()))
-            .unwrap();
-    }
+    send_numbered(&mut c, 100);
     // The burst goes at once; then the pacer holds the rest back.
     let mut sent = 0;
     while c.poll_transmit(t0).is_some() {
