@@ -157,6 +157,19 @@ impl Aws {
         })
     }
 
+    /// [`Aws::terminate_session`], given up after `budget` (the call is dropped, not waited for).
+    pub async fn terminate_session_within(&self, session_id: &str, budget: std::time::Duration) {
+        if tokio::time::timeout(budget, self.terminate_session(session_id))
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                "TerminateSession {session_id}: no answer within {} ms; not waiting",
+                budget.as_millis()
+            );
+        }
+    }
+
     /// `ssm:TerminateSession`; failures are logged, not fatal (the session may already be gone).
     pub async fn terminate_session(&self, session_id: &str) {
         if let Err(e) = self
@@ -257,6 +270,25 @@ where
     }
 }
 
+/// An error the service answered (as opposed to one reaching it): its code, for callers that
+/// decide on it, and the one line the user sees.
+#[derive(Debug, Clone)]
+pub struct ServiceError {
+    /// The error code (`InvalidParameters`, `AccessDeniedException`, …).
+    pub code: String,
+    /// The service's message.
+    pub message: String,
+    line: String,
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
 /// One line for an SDK error, with advice for the common cases.
 fn sdk_error<E, R>(op: &str, subject: &str, e: SdkError<E, R>) -> anyhow::Error
 where
@@ -289,7 +321,11 @@ where
                 _ => "",
             };
             let sep = if msg.is_empty() { "" } else { ": " };
-            anyhow!("{op} {subject} failed: {code}{sep}{msg}{hint}")
+            anyhow::Error::new(ServiceError {
+                code: code.to_owned(),
+                message: msg.to_owned(),
+                line: format!("{op} {subject} failed: {code}{sep}{msg}{hint}"),
+            })
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             anyhow!(

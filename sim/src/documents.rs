@@ -47,8 +47,15 @@ pub struct SessionPlan {
     pub command: Option<String>,
     /// KMS key when the document asks for encryption (never for Port, §7.1).
     pub kms_key_id: Option<String>,
-    /// NonInteractiveCommands: stdout/stderr as separate payload types plus ExitCode.
+    /// NonInteractiveCommands: stdout/stderr as separate payload types plus ExitCode
+    /// (`separateOutputStream`); otherwise both go to one file, streamed after the command
+    /// exits, and no exit code is sent (PROTOCOL.md §17.1).
     pub separate_output: bool,
+    /// `stdoutSeparatorPrefix` / `stderrSeparatorPrefix` as the document hands them to the
+    /// agent; the agent validates them (see `agent::command`).
+    pub stdout_prefix: String,
+    /// See [`SessionPlan::stdout_prefix`].
+    pub stderr_prefix: String,
 }
 
 /// A StartSession document/parameter problem, with the service's error type.
@@ -84,6 +91,98 @@ pub const ECS_DOCUMENT: &str = "AmazonECS-ExecuteInteractiveCommand";
 
 const PORT_PATTERN_HELP: &str = "^([1-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
 
+/// One parameter a document declares: its default (`None` = required) and, when the document
+/// restricts them, its allowed values.
+struct ParamDef {
+    name: &'static str,
+    default: Option<&'static str>,
+    allowed: &'static [&'static str],
+}
+
+const fn param(name: &'static str, default: Option<&'static str>) -> ParamDef {
+    ParamDef {
+        name,
+        default,
+        allowed: &[],
+    }
+}
+
+/// The parameters each document declares, as the AWS-owned documents do (`aws ssm get-document`;
+/// PROTOCOL.md §16.2, §17.1). StartSession refuses a parameter a document does not declare, a
+/// value outside its allowed values, and a missing required one; declared parameters left out
+/// take their defaults. `AWS-StartNonInteractiveCommand`'s `separateOutputStream` defaults to
+/// **false**: a client that does not ask gets merged output and no exit code.
+fn parameters_of(name: &str) -> Option<&'static [ParamDef]> {
+    const COMMAND: &[ParamDef] = &[param("command", None)];
+    const NON_INTERACTIVE: &[ParamDef] = &[
+        param("command", None),
+        ParamDef {
+            name: "separateOutputStream",
+            default: Some("false"),
+            allowed: &["true", "false"],
+        },
+        param("stdoutSeparatorPrefix", Some("")),
+        param("stderrSeparatorPrefix", Some("")),
+    ];
+    const PORT: &[ParamDef] = &[
+        param("portNumber", Some("80")),
+        param("localPortNumber", Some("0")),
+    ];
+    const REMOTE_HOST: &[ParamDef] = &[
+        param("host", None),
+        param("portNumber", Some("80")),
+        param("localPortNumber", Some("0")),
+    ];
+    const SSH: &[ParamDef] = &[param("portNumber", Some("22"))];
+    Some(match name {
+        DEFAULT_SHELL_DOCUMENT | ENCRYPTED_SHELL_DOCUMENT => &[],
+        // A customer's own NonInteractiveCommands document that declares only `command`, as
+        // many do: StartSession refuses `separateOutputStream`, and the agent merges output.
+        "AWS-StartInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT | ECS_DOCUMENT => COMMAND,
+        "AWS-StartNonInteractiveCommand" => NON_INTERACTIVE,
+        "AWS-StartPortForwardingSession" => PORT,
+        "AWS-StartPortForwardingSessionToRemoteHost" => REMOTE_HOST,
+        "AWS-StartSSHSession" => SSH,
+        _ => return None,
+    })
+}
+
+/// Checks `params` against the document's declarations and fills in the defaults.
+fn bind_parameters<'a>(
+    name: &str,
+    defs: &'a [ParamDef],
+    params: &'a BTreeMap<String, Vec<String>>,
+) -> Result<BTreeMap<&'a str, &'a str>, DocumentError> {
+    let mut bound = BTreeMap::new();
+    for (key, values) in params {
+        let Some(def) = defs.iter().find(|d| d.name == key) else {
+            return Err(DocumentError::InvalidParameters(format!(
+                "Parameter \"{key}\" is not defined in document {name}."
+            )));
+        };
+        let value = values.first().map(String::as_str).unwrap_or("");
+        if !def.allowed.is_empty() && !def.allowed.contains(&value) {
+            return Err(DocumentError::InvalidParameters(format!(
+                "Parameter \"{key}\" \"{value}\" : is not one of the allowed values [{}].",
+                def.allowed.join(", ")
+            )));
+        }
+        bound.insert(def.name, value);
+    }
+    for def in defs {
+        if !bound.contains_key(def.name) {
+            let default = def.default.ok_or_else(|| {
+                DocumentError::InvalidParameters(format!(
+                    "Required parameter \"{}\" is missing.",
+                    def.name
+                ))
+            })?;
+            bound.insert(def.name, default);
+        }
+    }
+    Ok(bound)
+}
+
 /// Resolves a document name and StartSession `Parameters` into a plan.
 ///
 /// `shell_kms_key` is the account's session preference key (applies to the default shell document).
@@ -93,25 +192,9 @@ pub fn resolve(
     shell_kms_key: Option<&str>,
 ) -> Result<SessionPlan, DocumentError> {
     let name = name.unwrap_or(DEFAULT_SHELL_DOCUMENT);
-    let allowed: &[&str] = match name {
-        DEFAULT_SHELL_DOCUMENT | ENCRYPTED_SHELL_DOCUMENT => &[],
-        "AWS-StartInteractiveCommand"
-        | "AWS-StartNonInteractiveCommand"
-        | ENCRYPTED_COMMAND_DOCUMENT
-        | ECS_DOCUMENT => &["command"],
-        "AWS-StartPortForwardingSession" => &["portNumber", "localPortNumber"],
-        "AWS-StartPortForwardingSessionToRemoteHost" => &["host", "portNumber", "localPortNumber"],
-        "AWS-StartSSHSession" => &["portNumber"],
-        other => return Err(DocumentError::NotFound(other.to_owned())),
-    };
-    for key in params.keys() {
-        if !allowed.contains(&key.as_str()) {
-            return Err(DocumentError::InvalidParameters(format!(
-                "Parameter \"{key}\" is not defined in document {name}."
-            )));
-        }
-    }
-    let get = |k: &str| params.get(k).and_then(|v| v.first()).map(String::as_str);
+    let defs = parameters_of(name).ok_or_else(|| DocumentError::NotFound(name.to_owned()))?;
+    let bound = bind_parameters(name, defs, params)?;
+    let get = |k: &str| bound.get(k).copied();
     let mut plan = SessionPlan {
         kind: SessionKind::StandardStream,
         document_name: name.to_owned(),
@@ -119,6 +202,8 @@ pub fn resolve(
         command: None,
         kms_key_id: None,
         separate_output: false,
+        stdout_prefix: String::new(),
+        stderr_prefix: String::new(),
     };
     match name {
         DEFAULT_SHELL_DOCUMENT => plan.kms_key_id = shell_kms_key.map(str::to_owned),
@@ -130,7 +215,9 @@ pub fn resolve(
         "AWS-StartNonInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT => {
             plan.kind = SessionKind::NonInteractiveCommands;
             plan.command = Some(required(get("command"), "command")?.to_owned());
-            plan.separate_output = true;
+            plan.separate_output = get("separateOutputStream") == Some("true");
+            plan.stdout_prefix = get("stdoutSeparatorPrefix").unwrap_or("").to_owned();
+            plan.stderr_prefix = get("stderrSeparatorPrefix").unwrap_or("").to_owned();
             if name == ENCRYPTED_COMMAND_DOCUMENT {
                 plan.kms_key_id = Some("alias/rssm-sim".into());
             }
@@ -139,16 +226,7 @@ pub fn resolve(
             plan.kind = SessionKind::Port;
             // Go marshals map keys sorted; build sorted whatever serde_json's map ordering is.
             let mut props: BTreeMap<String, Value> = BTreeMap::new();
-            let default_port = if name == "AWS-StartSSHSession" {
-                "22"
-            } else {
-                "80"
-            };
-            let port = port_param(
-                get("portNumber").unwrap_or(default_port),
-                "portNumber",
-                false,
-            )?;
+            let port = port_param(get("portNumber").unwrap_or("0"), "portNumber", false)?;
             props.insert("portNumber".into(), Value::String(port));
             if name != "AWS-StartSSHSession" {
                 let local = port_param(
@@ -258,5 +336,32 @@ mod tests {
         let enc = resolve(Some(ENCRYPTED_COMMAND_DOCUMENT), &plain, None).unwrap();
         assert_eq!(enc.kind, SessionKind::NonInteractiveCommands);
         assert_eq!(enc.kms_key_id.as_deref(), Some("alias/rssm-sim"));
+    }
+
+    #[test]
+    fn non_interactive_commands_merge_output_unless_asked_to_separate() {
+        let doc = Some("AWS-StartNonInteractiveCommand");
+        let plain = resolve(doc, &params(&[("command", "id")]), None).unwrap();
+        assert!(!plain.separate_output, "the document's default is false");
+        let sep = params(&[
+            ("command", "id"),
+            ("separateOutputStream", "true"),
+            ("stdoutSeparatorPrefix", "OUT:"),
+        ]);
+        let sep = resolve(doc, &sep, None).unwrap();
+        assert!(sep.separate_output);
+        assert_eq!((&*sep.stdout_prefix, &*sep.stderr_prefix), ("OUT:", ""));
+        let bad = params(&[("command", "id"), ("separateOutputStream", "yes")]);
+        let err = resolve(doc, &bad, None).unwrap_err();
+        assert_eq!(err.error_type(), "InvalidParameters");
+        assert!(err.to_string().contains("allowed values"), "{err}");
+        assert!(
+            resolve(doc, &params(&[]), None).is_err(),
+            "command is required"
+        );
+        // A document that does not declare the parameter refuses it.
+        let custom = params(&[("command", "id"), ("separateOutputStream", "true")]);
+        let err = resolve(Some(ENCRYPTED_COMMAND_DOCUMENT), &custom, None).unwrap_err();
+        assert!(err.to_string().contains("is not defined"), "{err}");
     }
 }

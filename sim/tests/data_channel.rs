@@ -49,15 +49,19 @@ async fn shell_echoes_commands_and_ends_with_channel_closed() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn non_interactive_command_reports_stdout_stderr_and_exit_code() {
+/// Runs `command` on AWS-StartNonInteractiveCommand with extra `parameters`; the session's events.
+async fn non_interactive(command: &str, parameters: serde_json::Value) -> Vec<Event> {
     let sim = sim().await;
+    let mut params = json!({ "command": [command] });
+    if let (Some(all), Some(extra)) = (params.as_object_mut(), parameters.as_object()) {
+        all.extend(extra.clone());
+    }
     let resp = start_session(
         &sim,
         json!({
             "Target": DEMO,
             "DocumentName": "AWS-StartNonInteractiveCommand",
-            "Parameters": { "command": ["sh -c 'echo to-out; echo to-err >&2; exit 3'"] },
+            "Parameters": params,
         }),
     )
     .await;
@@ -68,21 +72,79 @@ async fn non_interactive_command_reports_stdout_stderr_and_exit_code() {
         })
         .await;
     assert!(events.iter().any(|e| matches!(e, Event::SessionType(t) if t.session_type == SessionType::NonInteractiveCommands)));
-    assert_eq!(output_text(&events), "to-out\n");
-    let stderr: Vec<u8> = events
+    sim.shutdown().await;
+    events
+}
+
+fn stderr_bytes(events: &[Event]) -> Vec<u8> {
+    events
         .iter()
         .filter_map(|e| match e {
             Event::StdErr(b) => Some(b.to_vec()),
             _ => None,
         })
         .flatten()
-        .collect();
-    assert_eq!(stderr, b"to-err\n");
+        .collect()
+}
+
+#[tokio::test]
+async fn separate_output_streams_reports_stdout_stderr_and_exit_code() {
+    let events = non_interactive(
+        "sh -c 'echo to-out; echo to-err >&2; exit 3'",
+        json!({ "separateOutputStream": ["true"] }),
+    )
+    .await;
+    assert_eq!(output_text(&events), "to-out\n");
+    assert_eq!(stderr_bytes(&events), b"to-err\n");
     assert!(
         events.iter().any(|e| matches!(e, Event::ExitCode(3))),
         "{events:?}"
     );
-    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_documents_default_merges_output_and_sends_no_exit_code() {
+    let events = non_interactive("sh -c 'echo to-out; echo to-err >&2; exit 3'", json!({})).await;
+    assert_eq!(output_text(&events), "to-out\nto-err\n");
+    assert!(stderr_bytes(&events).is_empty(), "{events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::ExitCode(_))),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn separator_prefixes_start_each_line_and_a_bad_one_fails_the_session() {
+    let events = non_interactive(
+        "sh -c 'printf \"a\\nb\\n\"; echo e >&2'",
+        json!({ "separateOutputStream": ["true"], "stdoutSeparatorPrefix": ["O:"], "stderrSeparatorPrefix": ["E:"] }),
+    )
+    .await;
+    // One read takes both lines: the prefix goes at the start of the chunk only.
+    assert_eq!(output_text(&events), "O:a\nb\n");
+    assert_eq!(stderr_bytes(&events), b"E:e\n");
+    let events = non_interactive(
+        "true",
+        json!({ "separateOutputStream": ["true"], "stdoutSeparatorPrefix": ["no spaces"] }),
+    )
+    .await;
+    let closed = events.iter().find_map(|e| match e {
+        Event::ChannelClosed(cc) => Some(cc.output.clone()),
+        _ => None,
+    });
+    assert_eq!(closed.as_deref(), Some("invalid stdoutSeparatorPrefix no spaces"));
+}
+
+#[tokio::test]
+async fn the_agent_drops_the_incomplete_utf8_end_of_a_stream() {
+    // "x" then the first two bytes of "€": the agent holds them back and the pipe ends.
+    let events = non_interactive(
+        "printf 'x\\342\\202'",
+        json!({ "separateOutputStream": ["true"] }),
+    )
+    .await;
+    assert_eq!(output_text(&events), "x");
+    assert!(events.iter().any(|e| matches!(e, Event::ExitCode(0))));
 }
 
 #[tokio::test]

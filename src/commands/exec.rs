@@ -1,39 +1,117 @@
 //! `rssm exec TARGET -- CMD…`: run one command (AWS-StartNonInteractiveCommand), remote stdout to
-//! stdout, remote stderr to stderr, remote exit code as ours. Ctrl-C is sent to the remote
-//! command (the agent turns byte 0x03 into SIGINT, PROTOCOL.md §9.3); a second Ctrl-C gives up.
+//! stdout, remote stderr to stderr, byte for byte, remote exit code as ours.
+//!
+//! What the document must give (PROTOCOL.md §9.3, §17.1): `separateOutputStream=true`, or the
+//! agent merges both streams into stdout, sends them only after the command ends, and reports
+//! no exit status. rssm asks for it; a custom `--document` that does not declare the parameter
+//! is run without it, with a warning, and then ends with 255 (the status cannot be known).
+//!
+//! The command runs under a small POSIX `sh` wrapper: it writes a trailer after the command on
+//! both streams (so the agent's dropped stream ends cost nothing, see [`trailer`]), forwards a
+//! Ctrl-C to the command as SIGTERM (the agent signals only the process it started, and a
+//! background job ignores SIGINT), and exits with the command's status. Ctrl-C here sends the
+//! agent 0x03 (SIGINT to the wrapper); a second Ctrl-C gives up at once.
+
+mod trailer;
 
 use std::collections::HashMap;
 
 use anyhow::Result;
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::aws::Aws;
+use crate::aws::{Aws, ServiceError};
 use crate::cli::ExecArgs;
 use crate::driver::{End, Input, Output};
 
-use super::{connect, EXIT_ERROR};
+use super::{connect, Connected, EXIT_ERROR};
+use trailer::{Ending, Trailer, Unwrapper};
 
 /// The document that runs a command without a PTY, with separate stdout/stderr and an exit code.
 pub const DOCUMENT: &str = "AWS-StartNonInteractiveCommand";
+/// The document parameter that separates the streams and brings the exit code.
+const SEPARATE: &str = "separateOutputStream";
 
 /// Runs the command and returns the process exit status.
 pub async fn run(aws: &Aws, args: &ExecArgs) -> Result<u8> {
-    // Like ssh: the words are joined with spaces into one command line for the remote shell.
-    // The agent runs the document's command with exec after shlex-splitting it, not through a
-    // shell (PROTOCOL.md §9.3), so hand that line to `sh -c` explicitly.
-    let command = format!("sh -c {}", shell_quote(&args.command.join(" ")));
-    let params = HashMap::from([("command".to_owned(), vec![command])]);
-    let mut conn = connect(aws, &args.target, Some(DOCUMENT), params, &args.session).await?;
+    let trailer = Trailer::random();
+    let command = wrapped_command(&args.command.join(" "), &trailer);
+    let mut params = HashMap::from([
+        ("command".to_owned(), vec![command]),
+        (SEPARATE.to_owned(), vec!["true".to_owned()]),
+    ]);
+    let conn = match connect(
+        aws,
+        &args.target,
+        Some(DOCUMENT),
+        params.clone(),
+        &args.session,
+    )
+    .await
+    {
+        Err(e) if refuses_separate(&e) => {
+            let document = args.session.document.as_deref().unwrap_or(DOCUMENT);
+            crate::notice(&format!(
+                "document {document} does not declare {SEPARATE}: stdout and stderr arrive \
+                 merged on stdout when the command ends, and its exit status cannot be known"
+            ));
+            params.remove(SEPARATE);
+            connect(aws, &args.target, Some(DOCUMENT), params, &args.session).await?
+        }
+        other => other?,
+    };
+    let outcome = relay_output(conn, &trailer).await?;
+    Ok(exit_status(outcome))
+}
+
+/// StartSession's answer to a document that does not declare `separateOutputStream`.
+fn refuses_separate(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ServiceError>()
+        .is_some_and(|se| se.code == "InvalidParameters" && se.message.contains(SEPARATE))
+}
+
+/// The remote command line the agent splits (shlex) and runs: `sh -c WRAPPER rssm-exec CMD TRAILER`.
+fn wrapped_command(command: &str, trailer: &Trailer) -> String {
+    // $0 names the inner shell, $1 is the command, $2 the trailer. `wait` returns early when
+    // the trap runs; the loop then waits for the command's own status.
+    const WRAPPER: &str = "trap \"kill -TERM \\$p 2>/dev/null\" INT QUIT; \
+        sh -c \"$1\" \"$0\" & p=$!; wait $p; r=$?; \
+        while kill -0 $p 2>/dev/null; do wait $p; r=$?; done; \
+        printf %s \"$2\"; printf %s \"$2\" >&2; exit $r";
+    [
+        "sh",
+        "-c",
+        &shell_quote(WRAPPER),
+        "rssm-exec",
+        &shell_quote(command),
+        &shell_quote(trailer.as_str()),
+    ]
+    .join(" ")
+}
+
+/// What the session delivered, for the exit status.
+#[derive(Debug)]
+struct Outcome {
+    end: End,
+    exit_code: Option<i32>,
+    stdout: Ending,
+    stderr: Ending,
+    interrupted: bool,
+}
+
+/// Copies the session's output to ours until it ends.
+async fn relay_output(mut conn: Connected, trailer: &Trailer) -> Result<Outcome> {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
+    let mut out = Unwrapper::stdout(trailer);
+    let mut err = Unwrapper::stderr(trailer);
     let mut exit_code: Option<i32> = None;
     let mut interrupts = 0;
     let end = loop {
         tokio::select! {
-            out = conn.handle.output.recv() => match out {
-                Some(Output::Data(b)) => { stdout.write_all(&b).await?; stdout.flush().await?; }
-                Some(Output::StdErr(b)) => { stderr.write_all(&b).await?; stderr.flush().await?; }
+            o = conn.handle.output.recv() => match o {
+                Some(Output::Data(b)) => write(&mut stdout, &out.push(&b)).await?,
+                Some(Output::StdErr(b)) => write(&mut stderr, &err.push(&b)).await?,
                 Some(Output::ExitCode(c)) => exit_code = Some(c),
                 Some(Output::HandshakeComplete { customer_message }) if !customer_message.is_empty() => {
                     eprintln!("{customer_message}");
@@ -46,26 +124,107 @@ pub async fn run(aws: &Aws, args: &ExecArgs) -> Result<u8> {
                 interrupts += 1;
                 if interrupts > 1 {
                     conn.terminate().await;
-                    return Ok(130);
+                    return Ok(Outcome {
+                        end: End::Finished,
+                        exit_code: None,
+                        stdout: Ending::Cut,
+                        stderr: Ending::Cut,
+                        interrupted: true,
+                    });
                 }
                 let _ = conn.handle.input.send(Input::Data(Bytes::from_static(b"\x03"))).await;
             }
         }
     };
     conn.terminate().await;
-    stdout.flush().await?;
-    Ok(match (end, exit_code) {
-        (End::Closed { .. } | End::Finished, Some(code)) => code.clamp(0, 255) as u8,
-        (End::Closed { reason } | End::Failed(reason), None) if !reason.is_empty() => {
-            eprintln!("rssm: {reason}");
+    let (rest, stdout_end) = out.finish();
+    write(&mut stdout, &rest).await?;
+    let (rest, stderr_end) = err.finish();
+    write(&mut stderr, &rest).await?;
+    Ok(Outcome {
+        end,
+        exit_code,
+        stdout: stdout_end,
+        stderr: stderr_end,
+        interrupted: false,
+    })
+}
+
+async fn write(w: &mut (impl AsyncWrite + Unpin), data: &[u8]) -> Result<()> {
+    if !data.is_empty() {
+        w.write_all(data).await?;
+        w.flush().await?;
+    }
+    Ok(())
+}
+
+/// The exit status for an outcome, saying on stderr why when it is not the command's own.
+fn exit_status(o: Outcome) -> u8 {
+    if o.interrupted {
+        return 130;
+    }
+    let reason = match &o.end {
+        End::Closed { reason } | End::Failed(reason) => reason.as_str(),
+        _ => "",
+    };
+    let failed = matches!(o.end, End::Failed(_));
+    match o.exit_code {
+        Some(code) => {
+            if o.stdout == Ending::Cut || o.stderr == Ending::Cut {
+                let which = match (o.stdout, o.stderr) {
+                    (Ending::Cut, Ending::Cut) => "stdout and stderr",
+                    (Ending::Cut, _) => "stdout",
+                    _ => "stderr",
+                };
+                error_line(&format!(
+                    "the remote command exited with {code}, but its {which} ended early: the \
+                     agent stopped reading it (it does when the connection drops mid-output), \
+                     so the output above is incomplete"
+                ));
+                return EXIT_ERROR;
+            }
+            if failed {
+                tracing::debug!("session failed after the exit code arrived: {reason}");
+            }
+            match u8::try_from(code) {
+                Ok(c) => c,
+                Err(_) => {
+                    let why = if code < 0 {
+                        " (killed by a signal)"
+                    } else {
+                        ""
+                    };
+                    error_line(&format!(
+                        "the remote command reported exit status {code}{why}"
+                    ));
+                    EXIT_ERROR
+                }
+            }
+        }
+        None if !reason.is_empty() => {
+            error_line(reason);
             EXIT_ERROR
         }
-        (End::Failed(reason), Some(code)) => {
-            tracing::debug!("session failed after the exit code arrived: {reason}");
-            code.clamp(0, 255) as u8
+        None => {
+            let cause = if matches!(o.stdout, Ending::Whole { merged: true }) {
+                format!("the document ran the command without {SEPARATE}=true")
+            } else {
+                format!(
+                    "the document did not set {SEPARATE}=true, or the agent is older than \
+                     3.1.1511.0 and cannot separate output"
+                )
+            };
+            error_line(&format!(
+                "the agent reported no exit status for the command ({cause}); exiting with 255"
+            ));
+            EXIT_ERROR
         }
-        (_, None) => 0,
-    })
+    }
+}
+
+/// An error that decides our exit status: printed even with `-q`.
+fn error_line(text: &str) {
+    eprintln!("rssm: {text}");
 }
 
 /// Quotes `s` as one POSIX shell word (and one shlex word).
@@ -75,9 +234,40 @@ fn shell_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn quoting_survives_quotes() {
-        assert_eq!(super::shell_quote("echo it's"), "'echo it'\\''s'");
-        assert_eq!(super::shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("echo it's"), "'echo it'\\''s'");
+        assert_eq!(shell_quote("a b"), "'a b'");
+    }
+
+    fn outcome(end: End, exit_code: Option<i32>, stdout: Ending) -> Outcome {
+        Outcome {
+            end,
+            exit_code,
+            stdout,
+            stderr: Ending::Whole { merged: false },
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn the_remote_status_becomes_ours_only_when_it_is_known_and_in_range() {
+        let whole = Ending::Whole { merged: false };
+        assert_eq!(exit_status(outcome(End::Finished, Some(3), whole)), 3);
+        assert_eq!(exit_status(outcome(End::Finished, Some(-1), whole)), 255);
+        assert_eq!(exit_status(outcome(End::Finished, Some(256), whole)), 255);
+        assert_eq!(exit_status(outcome(End::Finished, None, whole)), 255);
+        let merged = Ending::Whole { merged: true };
+        assert_eq!(exit_status(outcome(End::Finished, None, merged)), 255);
+        assert_eq!(
+            exit_status(outcome(End::Finished, Some(0), Ending::Cut)),
+            255
+        );
+        let closed = End::Closed {
+            reason: String::new(),
+        };
+        assert_eq!(exit_status(outcome(closed, Some(0), whole)), 0);
     }
 }

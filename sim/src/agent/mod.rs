@@ -12,6 +12,7 @@ mod handshake;
 mod port;
 mod pty;
 mod shell;
+mod utf8;
 
 use crate::documents::{SessionKind, SessionPlan};
 use crate::fleet::Target;

@@ -87,48 +87,10 @@ pub fn resize(master: &File, cols: u16, rows: u16) -> io::Result<()> {
     }
 }
 
-/// Splits off a trailing incomplete UTF-8 sequence (≤ 3 bytes) to prepend to the next read, as the
-/// agent's `processStdoutData` does; invalid bytes pass through.
-pub fn split_utf8_tail(data: &[u8]) -> (&[u8], &[u8]) {
-    let n = data.len();
-    for back in 1..=n.min(3) {
-        let b = data[n - back];
-        if b & 0xC0 == 0x80 {
-            continue; // continuation byte: keep looking for the lead byte
-        }
-        let need = if b & 0xE0 == 0xC0 {
-            2
-        } else if b & 0xF0 == 0xE0 {
-            3
-        } else if b & 0xF8 == 0xF0 {
-            4
-        } else {
-            return (data, &[]); // ASCII or invalid lead: nothing to hold back
-        };
-        return if need > back {
-            data.split_at(n - back)
-        } else {
-            (data, &[])
-        };
-    }
-    (data, &[])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-
-    #[test]
-    fn holds_back_incomplete_utf8() {
-        let euro = "€".as_bytes(); // e2 82 ac
-        assert_eq!(split_utf8_tail(b"abc"), (&b"abc"[..], &b""[..]));
-        assert_eq!(split_utf8_tail(&euro[..2]), (&b""[..], &euro[..2]));
-        let mut s = b"x".to_vec();
-        s.extend_from_slice(&euro[..1]);
-        assert_eq!(split_utf8_tail(&s), (&b"x"[..], &euro[..1]));
-        assert_eq!(split_utf8_tail(euro), (euro, &b""[..]));
-    }
 
     #[test]
     fn runs_a_command_on_a_pty_with_its_size() {

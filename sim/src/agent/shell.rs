@@ -3,7 +3,8 @@
 //! reads, no reads while publication is paused. Input: Output payloads are written to the PTY as-is,
 //! Size resizes it. The session ends when the PTY read fails (the shell exited).
 
-use super::pty::{self, split_utf8_tail};
+use super::pty;
+use super::utf8::process_stdout_data;
 use super::{wait_active, FromPlugin, PluginContext, ToPlugin, READ_CHUNK};
 use crate::documents::SessionKind;
 use bytes::Bytes;
@@ -126,7 +127,7 @@ fn read_pump(
     handle: tokio::runtime::Handle,
 ) {
     std::thread::sleep(FIRST_READ_DELAY);
-    let mut carry: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = Vec::new();
     let mut buf = [0u8; READ_CHUNK];
     loop {
         if !*active.borrow() && !handle.block_on(wait_active(&mut active)) {
@@ -136,16 +137,12 @@ fn read_pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        carry.extend_from_slice(&buf[..n]);
-        let (ready, tail) = split_utf8_tail(&carry);
-        let (ready, tail) = (ready.to_vec(), tail.to_vec());
-        carry = tail;
+        let ready = process_stdout_data(&mut held, &buf[..n]);
         if !ready.is_empty() && tx.blocking_send(Bytes::from(ready)).is_err() {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    if !carry.is_empty() {
-        let _ = tx.blocking_send(Bytes::from(carry));
-    }
+    // The read failed (the shell exited): `writePump` returns, and the bytes `held` keeps are
+    // never sent (PROTOCOL.md §17.2).
 }
