@@ -46,6 +46,125 @@ fn exec_passes_bulk_output_intact() {
     assert!(out.stdout.iter().all(|&b| b == b'x'));
 }
 
+/// Bytes from a seeded xorshift: reproducible "random" file contents.
+fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    // The agent's processStdoutData turns a valid U+FFFD (EF BF BD) inside a chunk into the
+    // lone byte EF (sim/src/agent/utf8.rs): no client can undo that, so keep it out here.
+    for i in 0..out.len().saturating_sub(2) {
+        if out[i..i + 3] == [0xEF, 0xBF, 0xBD] {
+            out[i + 2] = 0xBC;
+        }
+    }
+    out
+}
+
+#[test]
+fn exec_delivers_binary_files_byte_exact_whatever_their_last_bytes() {
+    use sha2::{Digest, Sha256};
+    let sim = Sim::uncapped();
+    let dir = common::TempDir::new("exec-binary");
+    // Ends the agent would hold back and drop: a lead byte 0xC2–0xF4 with 0–2 continuation
+    // bytes; and sizes around its 1024-byte reads.
+    let tails: [&[u8]; 8] = [
+        b"",
+        &[0xC2],
+        &[0xE2, 0x82],
+        &[0xF0, 0x9F, 0x98],
+        &[0xF4],
+        &[0xE0, 0xA0],
+        &[0xC3, b'A'],
+        &[0xFF, 0xFE],
+    ];
+    let sizes = [0usize, 1, 3, 1021, 1024, 1025, 4099, 65_536, 300_001];
+    let mut n = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        for (j, tail) in tails.iter().enumerate().filter(|(j, _)| (i + j) % 3 == 0) {
+            let mut data = pseudo_random((i * 31 + j) as u64, size);
+            data.extend_from_slice(tail);
+            let path = dir.0.join(format!("f{i}-{j}.bin"));
+            std::fs::write(&path, &data).unwrap();
+            let mut cmd = sim.rssm();
+            cmd.args(["exec", DEMO, "--", "cat", path.to_str().unwrap()]);
+            let out = run_bounded(cmd, Duration::from_secs(60));
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert_eq!(
+                Sha256::digest(&out.stdout),
+                Sha256::digest(&data),
+                "{size} bytes + {tail:02x?}: got {} bytes",
+                out.stdout.len()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} files");
+    // stderr is byte-exact too.
+    let data = pseudo_random(99, 5000);
+    let path = dir.0.join("err.bin");
+    std::fs::write(&path, [&data[..], &[0xE2, 0x82]].concat()).unwrap();
+    let mut cmd = sim.rssm();
+    cmd.args(["exec", DEMO, "--", "cat", path.to_str().unwrap(), ">&2"]);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stderr, [&data[..], &[0xE2, 0x82]].concat());
+}
+
+#[test]
+fn the_documents_default_merges_output_and_rssm_says_the_status_is_unknown() {
+    let sim = Sim::start();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "exec",
+        "--parameters",
+        "separateOutputStream=false",
+        DEMO,
+        "--",
+        "echo o; echo e >&2; exit 3",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    // Both lines on stdout (the agent wrote them to one file), then one line saying why 255.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "o\ne\n");
+    assert_one_line_error(&out, "no exit status");
+    assert!(
+        stderr(&out).contains("separateOutputStream"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_custom_document_without_separate_output_is_run_without_it_and_warned_about() {
+    let sim = Sim::start();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "exec",
+        "--document",
+        rssm_sim::documents::COMMAND_ONLY_DOCUMENT,
+        DEMO,
+        "--",
+        "echo o; exit 0",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "o\n");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("does not declare separateOutputStream"),
+        "{err}"
+    );
+    assert!(lines[1].contains("no exit status"), "{err}");
+}
+
 #[test]
 fn exec_works_with_stdin_that_is_not_a_tty() {
     let sim = Sim::start();

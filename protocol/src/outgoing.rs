@@ -70,6 +70,27 @@ impl RttEstimator {
     }
 }
 
+/// How the oldest unacknowledged messages are retransmitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// rssm's scheme (module docs): a timer per message among the oldest `window`, doubling
+    /// per resend, RTT samples that tell a late ack from an answer to the resend.
+    PerMessage {
+        /// How many of the oldest unacked messages may be retransmitted at once.
+        window: usize,
+    },
+    /// The agent's `ResendStreamDataMessageScheduler` (`agent/session/datachannel/datachannel.go`,
+    /// PROTOCOL.md §6.4, §17.3): every `tick` it looks at the **head** only and resends it when
+    /// more than the RTO has passed since it was last sent; no backoff, and the RTT sample of
+    /// an ack is measured from the last (re)send. Ticks fall at `epoch + k·tick`.
+    HeadEveryTick {
+        /// `ResendSleepInterval`, 100 ms.
+        tick: Duration,
+        /// The first tick's reference point.
+        epoch: Instant,
+    },
+}
+
 /// Retransmission timeout of a message already sent `attempts` times: RTO doubled per resend, capped.
 fn backoff(rto: Duration, attempts: u32) -> Duration {
     rto.saturating_mul(1 << attempts.saturating_sub(1).min(16))
@@ -92,10 +113,11 @@ struct Entry {
 }
 
 impl Entry {
-    /// The round trip its acknowledgement at `now` shows, given the current smoothed RTT.
-    fn rtt_sample(&self, now: Instant, rtt: Duration) -> Option<Duration> {
+    /// The round trip its acknowledgement at `now` shows, given the current smoothed RTT;
+    /// `naive` measures from the last send, as the reference implementations do.
+    fn rtt_sample(&self, now: Instant, rtt: Duration, naive: bool) -> Option<Duration> {
         let since_last = now.saturating_duration_since(self.last_sent?);
-        if self.attempts <= 1 || since_last >= rtt / 2 {
+        if naive || self.attempts <= 1 || since_last >= rtt / 2 {
             return Some(since_last);
         }
         // Too quick to answer the resend: the first copy (or an earlier resend) arrived late.
@@ -134,6 +156,8 @@ pub struct OutgoingBuffer {
     /// While `base` is below this, entries sent once may not be in sending order (after a
     /// reconnect made the window due, or a clock that went back).
     disordered_below: i64,
+    /// `Some` for the agent's head-every-tick scheme ([`Resend::HeadEveryTick`]).
+    tick: Option<(Duration, Instant)>,
 }
 
 impl OutgoingBuffer {
@@ -142,10 +166,21 @@ impl OutgoingBuffer {
         Self::with_window(capacity, RETRANSMIT_WINDOW)
     }
 
-    /// Like [`Self::new`], retransmitting among the oldest `window` messages only; 1 is the
-    /// reference implementations' head-only scheme (what a faithful simulated agent uses).
+    /// Like [`Self::new`], retransmitting among the oldest `window` messages only.
     pub fn with_window(capacity: usize, window: usize) -> Self {
+        Self::with_resend(capacity, Resend::PerMessage { window })
+    }
+
+    /// A buffer with the given retransmission scheme.
+    pub fn with_resend(capacity: usize, resend: Resend) -> Self {
+        let (window, tick) = match resend {
+            Resend::PerMessage { window } => (window, None),
+            Resend::HeadEveryTick { tick, epoch } => {
+                (1, Some((tick.max(Duration::from_millis(1)), epoch)))
+            }
+        };
         OutgoingBuffer {
+            tick,
             window: window.max(1),
             base: 0,
             entries: VecDeque::new(),
@@ -219,7 +254,7 @@ impl OutgoingBuffer {
         let Some(entry) = self.entries[idx].take() else {
             return AckResult::Unknown;
         };
-        if let Some(sample) = entry.rtt_sample(now, self.rtt.rtt()) {
+        if let Some(sample) = entry.rtt_sample(now, self.rtt.rtt(), self.tick.is_some()) {
             self.rtt.update(sample);
         }
         self.live -= 1;
@@ -270,7 +305,11 @@ impl OutgoingBuffer {
             }
             let (i, e) = window.next()?;
             done = ordered && e.attempts <= 1;
-            Some((i, e.last_sent.map(|t| t + backoff(rto, e.attempts))))
+            let due = match self.tick {
+                Some(tick) => e.last_sent.map(|t| tick_after(tick, t + rto)),
+                None => e.last_sent.map(|t| t + backoff(rto, e.attempts)),
+            };
+            Some((i, due))
         })
         .filter_map(|(i, due)| Some((i, due?)))
     }
@@ -333,6 +372,26 @@ impl OutgoingBuffer {
             .and_then(|e| e.first_sent)
     }
 
+    /// Head-every-tick: marks the never-sent messages as sent at `now` without sending them,
+    /// as the agent does with what it numbers while paused or while its websocket is down
+    /// (`SendStreamDataMessage`): they go out only as the head, one a tick.
+    pub fn swallow_unsent(&mut self, now: Instant) {
+        if self.tick.is_none() {
+            return;
+        }
+        for e in self.entries.iter_mut().skip(self.next_unsent).flatten() {
+            e.first_sent = Some(now);
+            e.last_sent = Some(now);
+            e.attempts = 1;
+        }
+        self.next_unsent = self.entries.len();
+    }
+
+    /// Whether this buffer follows the agent's head-every-tick scheme.
+    pub fn resends_every_tick(&self) -> bool {
+        self.tick.is_some()
+    }
+
     /// Makes every sent message in the window due now, e.g. right after a websocket reconnect.
     pub fn make_window_due(&mut self, now: Instant) {
         let rto = self.rtt.rto();
@@ -359,6 +418,13 @@ impl OutgoingBuffer {
             .next()
             .map_or(0, |e| e.attempts)
     }
+}
+
+/// The first tick strictly after `due` (the scheduler resends when more than the RTO has passed).
+fn tick_after((tick, epoch): (Duration, Instant), due: Instant) -> Instant {
+    let since = due.saturating_duration_since(epoch);
+    let n = since.as_nanos() / tick.as_nanos() + 1;
+    epoch + tick * u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -491,6 +557,58 @@ mod tests {
         assert!(b.poll_transmit(t0 + ms(10)).unwrap().2);
         assert_eq!(b.head_attempts(), 2);
         assert_eq!(b.oldest_first_sent(), Some(t0));
+    }
+
+    fn agent_buffer(t0: Instant) -> OutgoingBuffer {
+        OutgoingBuffer::with_resend(
+            100,
+            Resend::HeadEveryTick {
+                tick: ms(100),
+                epoch: t0,
+            },
+        )
+    }
+
+    #[test]
+    fn the_agent_resends_only_the_head_at_the_first_tick_past_its_rto() {
+        let t0 = Instant::now();
+        let mut b = agent_buffer(t0);
+        for i in 0..3u8 {
+            b.push(Bytes::from(vec![i]), 1);
+        }
+        let sent = t0 + ms(30);
+        for _ in 0..3 {
+            b.poll_transmit(sent).unwrap();
+        }
+        // Due at 230 ms (RTO 200 ms): the scheduler looks at 300 ms.
+        assert_eq!(b.next_retransmit(), Some(t0 + ms(300)));
+        assert!(b.poll_transmit(t0 + ms(299)).is_none());
+        let (seq, _, re) = b.poll_transmit(t0 + ms(300)).unwrap();
+        assert_eq!((seq, re), (0, true));
+        assert!(
+            b.poll_transmit(t0 + ms(300)).is_none(),
+            "one message a tick"
+        );
+        // No backoff: resent again at the first tick more than an RTO later.
+        assert_eq!(b.next_retransmit(), Some(t0 + ms(600)));
+        // Acking the head makes the next one the head; its RTT sample is from the last send.
+        assert_eq!(b.ack(0, t0 + ms(350)), AckResult::Removed);
+        assert_eq!(b.rtt().rtt(), Duration::from_micros(93_750));
+        let (seq, _, _) = b.poll_transmit(t0 + ms(400)).unwrap();
+        assert_eq!(seq, 1);
+    }
+
+    #[test]
+    fn what_the_agent_numbers_while_it_cannot_write_leaves_only_as_the_head() {
+        let t0 = Instant::now();
+        let mut b = agent_buffer(t0);
+        b.push(Bytes::from_static(b"a"), 1);
+        b.push(Bytes::from_static(b"b"), 1);
+        b.swallow_unsent(t0);
+        assert!(!b.has_unsent());
+        assert_eq!(b.next_retransmit(), Some(t0 + ms(300)));
+        assert_eq!(b.poll_transmit(t0 + ms(300)).map(|(s, _, _)| s), Some(0));
+        assert!(b.poll_transmit(t0 + ms(300)).is_none());
     }
 
     #[test]

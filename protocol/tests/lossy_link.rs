@@ -156,6 +156,9 @@ fn pair_with_agent_window(
     );
     let mut agent_config = SessionConfig::agent("s", "i");
     agent_config.retransmit_window = agent_window;
+    if agent_window > 1 {
+        agent_config.resend_tick = None;
+    }
     let agent = Session::new(agent_config, now, 1_700_000_000_000, seed_a);
     (
         Endpoint::new(client, random_bytes(seed, c_len), chunk),

@@ -454,7 +454,12 @@ fn pause_publication_holds_new_data_and_expires_for_a_client() {
     );
     a.handle_frame(control_frame(MessageType::StartPublication, b"x"), t0)
         .unwrap();
-    assert!(a.poll_transmit(t0).is_some());
+    // What the agent numbered while paused was never written: it goes out as the head, at the
+    // first 100 ms tick after the 200 ms RTO.
+    assert!(a.poll_transmit(t0).is_none());
+    let tick = t0 + Duration::from_millis(300);
+    assert_eq!(a.poll_timeout(), Some(tick));
+    assert!(a.poll_transmit(tick).is_some());
 }
 
 #[test]

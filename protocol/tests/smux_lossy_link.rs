@@ -64,6 +64,7 @@ fn run(seed: u64, sizes: &[usize], imp: Impairments) {
     // head-only scheme is covered in lossy_link.rs.
     let mut agent_config = SessionConfig::agent("s", "i");
     agent_config.retransmit_window = rssm_protocol::outgoing::RETRANSMIT_WINDOW;
+    agent_config.resend_tick = None;
     let mut server = side(agent_config, SmuxRole::Server, 2, now);
     let mut c2a = Link::new(seed, imp);
     let mut a2c = Link::new(seed ^ 0x5555, imp);

@@ -83,9 +83,14 @@ impl DocumentError {
 pub const DEFAULT_SHELL_DOCUMENT: &str = "SSM-SessionManagerRunShell";
 /// A simulator-only shell document whose preferences enable KMS encryption (`alias/rssm-sim`).
 pub const ENCRYPTED_SHELL_DOCUMENT: &str = "RSSM-Sim-EncryptedShell";
-/// A simulator-only custom NonInteractiveCommands document (parameter `command`) whose `inputs`
-/// set `kmsKeyId` to `alias/rssm-sim`, as a customer's own session document may.
+/// A simulator-only custom NonInteractiveCommands document, a copy of
+/// `AWS-StartNonInteractiveCommand` (same parameters) whose `inputs` set `kmsKeyId` to
+/// `alias/rssm-sim`, as a customer's own session document may.
 pub const ENCRYPTED_COMMAND_DOCUMENT: &str = "RSSM-Sim-EncryptedNonInteractiveCommand";
+/// A simulator-only custom NonInteractiveCommands document that declares only `command`, as
+/// many customers' own documents do: StartSession refuses `separateOutputStream`, so the agent
+/// merges stdout and stderr and reports no exit code.
+pub const COMMAND_ONLY_DOCUMENT: &str = "RSSM-Sim-CommandOnly";
 /// The document ECS ExecuteCommand runs.
 pub const ECS_DOCUMENT: &str = "AmazonECS-ExecuteInteractiveCommand";
 
@@ -136,10 +141,8 @@ fn parameters_of(name: &str) -> Option<&'static [ParamDef]> {
     const SSH: &[ParamDef] = &[param("portNumber", Some("22"))];
     Some(match name {
         DEFAULT_SHELL_DOCUMENT | ENCRYPTED_SHELL_DOCUMENT => &[],
-        // A customer's own NonInteractiveCommands document that declares only `command`, as
-        // many do: StartSession refuses `separateOutputStream`, and the agent merges output.
-        "AWS-StartInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT | ECS_DOCUMENT => COMMAND,
-        "AWS-StartNonInteractiveCommand" => NON_INTERACTIVE,
+        "AWS-StartInteractiveCommand" | COMMAND_ONLY_DOCUMENT | ECS_DOCUMENT => COMMAND,
+        "AWS-StartNonInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT => NON_INTERACTIVE,
         "AWS-StartPortForwardingSession" => PORT,
         "AWS-StartPortForwardingSessionToRemoteHost" => REMOTE_HOST,
         "AWS-StartSSHSession" => SSH,
@@ -212,7 +215,7 @@ pub fn resolve(
             plan.kind = SessionKind::InteractiveCommands;
             plan.command = Some(required(get("command"), "command")?.to_owned());
         }
-        "AWS-StartNonInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT => {
+        "AWS-StartNonInteractiveCommand" | ENCRYPTED_COMMAND_DOCUMENT | COMMAND_ONLY_DOCUMENT => {
             plan.kind = SessionKind::NonInteractiveCommands;
             plan.command = Some(required(get("command"), "command")?.to_owned());
             plan.separate_output = get("separateOutputStream") == Some("true");
@@ -361,7 +364,7 @@ mod tests {
         );
         // A document that does not declare the parameter refuses it.
         let custom = params(&[("command", "id"), ("separateOutputStream", "true")]);
-        let err = resolve(Some(ENCRYPTED_COMMAND_DOCUMENT), &custom, None).unwrap_err();
+        let err = resolve(Some(COMMAND_ONLY_DOCUMENT), &custom, None).unwrap_err();
         assert!(err.to_string().contains("is not defined"), "{err}");
     }
 }

@@ -132,7 +132,10 @@ async fn separator_prefixes_start_each_line_and_a_bad_one_fails_the_session() {
         Event::ChannelClosed(cc) => Some(cc.output.clone()),
         _ => None,
     });
-    assert_eq!(closed.as_deref(), Some("invalid stdoutSeparatorPrefix no spaces"));
+    assert_eq!(
+        closed.as_deref(),
+        Some("invalid stdoutSeparatorPrefix no spaces")
+    );
 }
 
 #[tokio::test]

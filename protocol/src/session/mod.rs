@@ -22,7 +22,7 @@ use crate::crypto::SessionCipher;
 use crate::handshake::{PendingResponse, SessionType, SessionTypeInfo};
 use crate::incoming::{Arrival, IncomingBuffer};
 use crate::message::{AgentMessage, MessageType, PayloadType};
-use crate::outgoing::OutgoingBuffer;
+use crate::outgoing::{OutgoingBuffer, Resend};
 use crate::pacing::{Pacer, Strain};
 use crate::payload::{parse_exit_code, to_json, AcknowledgeContent, ChannelClosed, Flag, SizeData};
 use crate::stats::Stats;
@@ -60,6 +60,10 @@ pub struct SessionConfig {
     /// repairs several losses per RTO ([`crate::outgoing::RETRANSMIT_WINDOW`]); 1 is the
     /// reference implementations' head-only scheme, which the agent defaults keep (§6.4).
     pub retransmit_window: usize,
+    /// `Some(tick)`: retransmit as the agent does instead ([`Resend::HeadEveryTick`]): the
+    /// head only, checked every `tick`, no backoff; `retransmit_window` is then ignored. The
+    /// simulated agent uses it so that a repair after an outage takes as long as on AWS.
+    pub resend_tick: Option<Duration>,
     /// How long a `pause_publication` holds back new stream messages before we probe again.
     /// `None` waits for `start_publication` or peer traffic, as the agent does.
     pub pause_expiry: Option<Duration>,
@@ -83,6 +87,9 @@ pub struct SessionConfig {
     /// calls in a download). `None` acks at once, as the agent does.
     pub ack_delay: Option<Duration>,
 }
+
+/// The agent's `ResendSleepInterval` (PROTOCOL.md §6.4).
+pub const AGENT_RESEND_TICK: Duration = Duration::from_millis(100);
 
 /// The client's [`SessionConfig::ack_delay`]. The peer's round-trip estimate takes in our
 /// average hold, so only its variation (at most this) must stay under the 10 ms floor of the
@@ -117,6 +124,7 @@ impl SessionConfig {
             incoming_capacity: 10_000,
             give_up_after: Some(Duration::from_secs(300)),
             retransmit_window: crate::outgoing::RETRANSMIT_WINDOW,
+            resend_tick: None,
             pause_expiry: Some(Duration::from_secs(1)),
             handle_handshake: true,
             acknowledge_kms_challenge: false,
@@ -127,8 +135,8 @@ impl SessionConfig {
         }
     }
 
-    /// Agent defaults: buffers of 100 000, never give up, head-only retransmission, honour pauses
-    /// until told otherwise, ack at once.
+    /// Agent defaults: buffers of 100 000, never give up, head-only retransmission every 100 ms
+    /// tick (`ResendSleepInterval`), honour pauses until told otherwise, ack at once.
     pub fn agent(session_id: impl Into<String>, target_id: impl Into<String>) -> Self {
         SessionConfig {
             role: Role::Agent,
@@ -136,6 +144,7 @@ impl SessionConfig {
             incoming_capacity: 100_000,
             give_up_after: None,
             retransmit_window: 1,
+            resend_tick: Some(AGENT_RESEND_TICK),
             pause_expiry: None,
             handle_handshake: false,
             ack_delay: None,
@@ -214,9 +223,14 @@ impl Session {
             .max_message_rate
             .map(|r| Pacer::new(r, config.pacing_burst));
         Session {
-            outgoing: OutgoingBuffer::with_window(
+            outgoing: OutgoingBuffer::with_resend(
                 config.outgoing_capacity,
-                config.retransmit_window,
+                match config.resend_tick {
+                    Some(tick) => Resend::HeadEveryTick { tick, epoch: now },
+                    None => Resend::PerMessage {
+                        window: config.retransmit_window,
+                    },
+                },
             ),
             incoming: IncomingBuffer::new(config.incoming_capacity),
             config,
@@ -399,6 +413,10 @@ impl Session {
         );
         let frame = self.encode_fresh(msg);
         self.outgoing.push(frame, data_len);
+        if self.paused_until.is_some() {
+            // Head-every-tick only (see `poll_transmit`).
+            self.outgoing.swallow_unsent(self.now);
+        }
         self.stats.messages_queued += 1;
         self.stats.payload_bytes_sent += data_len as u64;
         Ok(seq)
@@ -467,7 +485,10 @@ impl Session {
             }
             MessageType::StartPublication => {
                 self.unpause();
-                self.outgoing.make_window_due(now);
+                // The agent only clears its pause flag (`handleStartPublicationMessage`).
+                if !self.outgoing.resends_every_tick() {
+                    self.outgoing.make_window_due(now);
+                }
                 self.events.push_back(Event::PublicationStarted);
                 Ok(())
             }
@@ -716,7 +737,13 @@ impl Session {
                 return Some(ack);
             }
         }
-        if self.closed || self.is_paused(now) {
+        if self.closed {
+            return None;
+        }
+        if self.is_paused(now) {
+            // The agent numbers and buffers what it sends while paused, but writes none of it:
+            // it leaves only as the head, one a tick (`SendStreamDataMessage`).
+            self.outgoing.swallow_unsent(now);
             return None;
         }
         if self.batch_allowance(now) == Some(0) {
