@@ -27,7 +27,12 @@ pub struct AwsOptions {
 pub struct Aws {
     config: SdkConfig,
     ssm: aws_sdk_ssm::Client,
+    /// The credentials [`Aws::current_credentials`] fetched last.
+    latest: std::sync::Arc<std::sync::Mutex<Option<Credentials>>>,
 }
+
+/// Temporary credentials closer than this to their expiry are fetched anew before a reconnect.
+const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 /// A session as StartSession returned it. `Debug` hides the token.
 #[derive(Clone)]
@@ -74,6 +79,7 @@ impl Aws {
         Ok(Aws {
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             config,
+            latest: Default::default(),
         })
     }
 
@@ -120,6 +126,35 @@ impl Aws {
             .provide_credentials()
             .await
             .map_err(|e| anyhow!("cannot load AWS credentials: {}", error_chain(&e)))
+    }
+
+    /// Credentials as the provider chain has them now, for what a long session does late in
+    /// its life (ResumeSession, the websocket's signature, TerminateSession): STS, SSO and
+    /// assume-role credentials expire, often after an hour, and the ones captured at start
+    /// would be refused. Temporary credentials with more than [`REFRESH_BEFORE`] left are
+    /// reused; the rest (and credentials without an expiry, which are cheap to read) are
+    /// fetched from the chain again.
+    pub async fn current_credentials(&self) -> Result<Credentials> {
+        let deadline = std::time::SystemTime::now() + REFRESH_BEFORE;
+        let cached = self
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|c| c.expiry().is_some_and(|e| e > deadline));
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let fresh = self.credentials().await?;
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// An SSM configuration override that signs with current credentials (see
+    /// [`Aws::current_credentials`]) instead of what the client's identity cache holds.
+    async fn current_signer(&self) -> Result<aws_sdk_ssm::config::Builder> {
+        let creds = self.current_credentials().await?;
+        Ok(aws_sdk_ssm::config::Builder::default().credentials_provider(creds))
     }
 
     /// `ssm:StartSession`.
@@ -170,12 +205,19 @@ impl Aws {
         }
     }
 
-    /// `ssm:TerminateSession`; failures are logged, not fatal (the session may already be gone).
+    /// `ssm:TerminateSession` with current credentials; failures are logged, not fatal (the
+    /// session may already be gone).
     pub async fn terminate_session(&self, session_id: &str) {
+        let signer = match self.current_signer().await {
+            Ok(s) => s,
+            Err(e) => return tracing::debug!("TerminateSession {session_id}: {e:#}"),
+        };
         if let Err(e) = self
             .ssm
             .terminate_session()
             .session_id(session_id)
+            .customize()
+            .config_override(signer)
             .send()
             .await
         {
@@ -192,6 +234,8 @@ impl Aws {
             .ssm
             .resume_session()
             .session_id(session_id)
+            .customize()
+            .config_override(self.current_signer().await?)
             .send()
             .await
             .map_err(|e| sdk_error("ResumeSession", session_id, e))?;

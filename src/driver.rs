@@ -79,8 +79,9 @@ const HELD_DATA_UNPACED: usize = 8;
 const UNSENT_UNPACED: usize = 64;
 /// Payload bytes per stream message (PROTOCOL.md §12): coalesced writes never exceed it.
 const MAX_PAYLOAD: usize = 1024;
-/// Reconnect attempts after the websocket drops, with exponential backoff (100–200 ms doubling,
-/// capped at 5 s, like the official plugin's retryer, §5.6) — about half a minute in all.
+/// Reconnect attempts after the websocket drops: the first at once, then with exponential
+/// backoff (100–200 ms doubling, capped at 5 s, like the official plugin's retryer, §5.6) —
+/// about half a minute in all.
 const RECONNECT_ATTEMPTS: u32 = 8;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 /// Input up to this size, with nothing else waiting to go, counts as typed (a keystroke, an SSH
@@ -515,18 +516,33 @@ impl Driver {
         };
         let started = Instant::now();
         crate::notice(&format!("connection lost ({why}); reconnecting…"));
-        close_quickly(&mut self.ws).await;
-        let mut delay = Duration::from_millis(100 + u64::from(rand_core::OsRng.next_u32() % 100));
+        // The first attempt goes at once, as the official client's retryer does (§17.4): every
+        // agent message the gateway drops meanwhile costs a 100 ms resend tick later. The old
+        // websocket is closed beside the new one, not waited for.
+        let mut delay = Duration::ZERO;
         let mut last = String::new();
         for attempt in 1..=RECONNECT_ATTEMPTS {
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+            delay = if delay.is_zero() {
+                Duration::from_millis(100 + u64::from(rand_core::OsRng.next_u32() % 100))
+            } else {
+                (delay * 2).min(RECONNECT_MAX_DELAY)
+            };
+            // Credentials as they are now: the ones the session started with may have expired.
+            match resume.aws.current_credentials().await {
+                Ok(c) => self.auth.credentials = Some(c),
+                Err(e) => {
+                    last = format!("{e:#}");
+                    continue;
+                }
+            }
             match resume.aws.resume_session(&resume.session_id).await {
                 Ok(Some(token)) => {
                     self.auth.token = token;
                     match transport::open(&self.auth).await {
                         Ok(ws) => {
-                            self.ws = ws;
+                            let mut old = std::mem::replace(&mut self.ws, ws);
+                            tokio::spawn(async move { close_quickly(&mut old).await });
                             if let Some(c) = &mut self.coalescer {
                                 c.reset();
                             }
@@ -536,7 +552,7 @@ impl Driver {
                                 (self.session.stats().acks_received, Instant::now());
                             self.session.on_reconnect(Instant::now().into_std());
                             crate::notice(&format!(
-                                "resumed after {:.1} s",
+                                "resumed after {:.2} s",
                                 started.elapsed().as_secs_f64()
                             ));
                             return Ok(());

@@ -397,6 +397,94 @@ fn lport_zero_prints_the_chosen_port_even_when_quiet() {
 }
 
 #[test]
+fn a_forward_resumes_with_fresh_credentials_after_they_rotate() {
+    // Credentials from a credential_process, as SSO, STS and assume-role tools provide them.
+    // After the session starts they rotate: the simulator accepts only the new key, as AWS does
+    // once temporary credentials expire. A reconnect must sign ResumeSession and the websocket,
+    // and the final TerminateSession, with the new ones.
+    let sim = Sim::start();
+    let dir = common::TempDir::new("rotating-credentials");
+    let creds_path = dir.0.join("creds.json");
+    let write_creds = |key: &str, secret: &str| {
+        let json = format!(r#"{{"Version":1,"AccessKeyId":"{key}","SecretAccessKey":"{secret}"}}"#);
+        std::fs::write(&creds_path, json).expect("credentials file");
+    };
+    let first = rssm_sim::SimCredentials::default();
+    write_creds(&first.access_key_id, &first.secret_access_key);
+    let config = dir.0.join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile rotating]\ncredential_process = cat {}\n",
+            creds_path.display()
+        ),
+    )
+    .expect("config file");
+    let echo = echo_server(b"");
+    let mut cmd = sim.rssm();
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_PROFILE", "rotating")
+        .args(["forward", DEMO, "-L", &format!("0:localhost:{echo}")]);
+    let mut fwd = Forward::spawn(cmd, Pipe::Stderr);
+    let f = fwd.forwarding(0);
+    assert_eq!(round_trip(f.local, b"before"), b"before");
+
+    let rotated = rssm_sim::SimCredentials {
+        access_key_id: "AKIAROTATEDEXAMPLE01".into(),
+        secret_access_key: "rotated/secret/key/for/the/simulator0001".into(),
+    };
+    write_creds(&rotated.access_key_id, &rotated.secret_access_key);
+    sim.sim.state().rotate_credentials(rotated);
+    let relay = sim.sim.state().sessions()[&f.session_id].relay.clone();
+    relay
+        .blocking_send(RelayCommand::KillClient)
+        .expect("relay alive");
+    let resumed = fwd.wait_line("the resume", |l| {
+        l.contains("resumed after") || l.contains("could not reconnect")
+    });
+    assert!(resumed.contains("resumed after"), "{:?}", fwd.seen);
+    assert_eq!(round_trip(f.local, b"after"), b"after");
+    assert!(
+        fwd.seen.iter().all(|l| !l.contains("starting a new one")),
+        "the same session went on: {:?}",
+        fwd.seen
+    );
+    fwd.ctrl_c_ends_cleanly();
+    // TerminateSession was signed with the new key too.
+    let deadline = Instant::now() + WAIT;
+    while sim.sim.state().sessions()[&f.session_id].status != SessionStatus::Terminated {
+        assert!(Instant::now() < deadline, "session not terminated");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_exits_at_once_when_the_terminate_session_call_hangs() {
+    // TerminateSession is received and never answered (an endpoint behind a dead proxy): the
+    // session already ended on the data channel, so rssm gives the call half a second.
+    let sim = Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            hang_api: vec!["TerminateSession".into()],
+            ..FaultConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    assert_eq!(round_trip(f.local, b"up"), b"up");
+    let asked = Instant::now();
+    fwd.interrupt();
+    let status = fwd.wait_exit();
+    let took = asked.elapsed();
+    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    // 0.5 s for the call plus the data channel's goodbye; the SDK alone would wait for ever.
+    assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?}");
+}
+
+#[test]
 fn ctrl_c_closes_everything_exits_zero_and_frees_the_port() {
     let sim = Sim::start();
     let echo = echo_server(b"");

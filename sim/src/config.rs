@@ -113,6 +113,10 @@ pub struct FaultConfig {
     pub agent_restart_after: Option<Duration>,
     /// … until the agent is back after this long.
     pub agent_restart_for: Duration,
+    /// API operations (`TerminateSession`, …) the simulator receives but never answers, as an
+    /// endpoint behind a dead proxy or a stalled load balancer would: a client must bound its
+    /// own wait.
+    pub hang_api: Vec<String>,
 }
 
 impl Default for FaultConfig {
@@ -134,6 +138,7 @@ impl Default for FaultConfig {
             agent_disconnect_for: Duration::from_secs(2),
             agent_restart_after: None,
             agent_restart_for: Duration::from_secs(5),
+            hang_api: Vec::new(),
         }
     }
 }

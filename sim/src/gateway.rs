@@ -48,7 +48,7 @@ pub async fn data_channel(
         || uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
     if state.config.require_signed_websocket || signed {
         if let Err(e) = sigv4::verify(
-            &state.config.credentials,
+            &state.credentials(),
             &state.config.region,
             "ssmmessages",
             sigv4::Received {

@@ -118,6 +118,10 @@ struct FaultArgs {
     /// … for this many seconds.
     #[arg(long, default_value_t = 5.0)]
     agent_restart_for_secs: f64,
+    /// API operations (e.g. TerminateSession) that are received but never answered, like an
+    /// endpoint behind a dead proxy (repeatable).
+    #[arg(long = "hang-api", value_name = "OPERATION")]
+    hang_api: Vec<String>,
 }
 
 fn secs(s: f64) -> anyhow::Result<Duration> {
@@ -172,6 +176,7 @@ impl ServeArgs {
             blackhole: f.blackhole,
             agent_restart_after: f.agent_restart_after_secs.map(secs).transpose()?,
             agent_restart_for: secs(f.agent_restart_for_secs)?,
+            hang_api: f.hang_api,
             ..FaultConfig::default()
         };
         Ok(c)

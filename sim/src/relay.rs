@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rssm_protocol::message::{AgentMessage, MessageType, PayloadType};
 use rssm_protocol::payload::{to_json, AgentSessionStatePayload, ChannelClosed};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -17,8 +17,6 @@ use tokio::time::sleep_until;
 
 /// Capacity of every channel between relay, websocket task and agent.
 pub const CHANNEL_CAPACITY: usize = 256;
-/// Agent frames kept while no client is attached (the rest are dropped; the agent retransmits).
-const BACKLOG_LIMIT: usize = 4096;
 
 /// Messages into a relay.
 #[derive(Debug)]
@@ -42,6 +40,8 @@ pub enum RelayCommand {
         /// Which connection.
         conn: u64,
     },
+    /// Drop the client's websocket now, like the kill faults (for tests that choose the moment).
+    KillClient,
     /// TerminateSession was called.
     Terminate {
         /// `channel_closed` Output text.
@@ -135,7 +135,8 @@ pub struct Relay {
     agent: GatewayLink,
     agent_open: bool,
     client: Option<Client>,
-    backlog: VecDeque<Bytes>,
+    /// Agent frames dropped because no client was attached (see [`Relay::send_to_client`]).
+    dropped_while_away: u64,
     faults: FaultInjector,
     rate: Option<RateLimiter>,
     scheduled: BinaryHeap<Reverse<Scheduled>>,
@@ -197,7 +198,7 @@ impl Relay {
             agent,
             agent_open: true,
             client: None,
-            backlog: VecDeque::new(),
+            dropped_while_away: 0,
             scheduled: BinaryHeap::new(),
             order: 0,
             kills_done: 0,
@@ -231,7 +232,8 @@ impl Relay {
         }
         let s = self.faults.stats;
         tracing::info!(session = %self.session_id, dropped = s.dropped, duplicated = s.duplicated,
-            reordered = s.reordered, throttled = s.throttled, "session relay finished");
+            reordered = s.reordered, throttled = s.throttled, dropped_while_away = self.dropped_while_away,
+            "session relay finished");
     }
 
     fn next_deadline(&self) -> Instant {
@@ -351,9 +353,6 @@ impl Relay {
                     ))
                     .await;
                 }
-                while let Some(f) = self.backlog.pop_front() {
-                    self.send_to_client(f).await;
-                }
             }
             RelayCommand::ClientFrame { conn, frame } => {
                 if self.client.as_ref().is_some_and(|c| c.conn == conn) {
@@ -365,6 +364,7 @@ impl Relay {
                     self.client_gone().await;
                 }
             }
+            RelayCommand::KillClient => self.kill_client().await,
             RelayCommand::Terminate { output } => self.finish(output, false).await,
         }
     }
@@ -517,9 +517,12 @@ impl Relay {
                 }
             }
             None => {
-                if self.backlog.len() < BACKLOG_LIMIT {
-                    self.backlog.push_back(frame);
-                }
+                // No client attached (between a websocket's end and the next OpenDataChannel):
+                // the frame is lost, as with the real gateway, which does not queue for a
+                // client that is away (the measurements against the real agent). The
+                // agent brings it back by resending its head, one message a 100 ms tick.
+                self.dropped_while_away += 1;
+                self.state.count_dropped_while_away();
             }
         }
     }

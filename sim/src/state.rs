@@ -8,6 +8,7 @@ use crate::config::SimConfig;
 use crate::documents::SessionPlan;
 use crate::kms::Kms;
 use crate::relay::RelayCommand;
+use crate::sigv4::SimCredentials;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::HashMap;
@@ -112,6 +113,10 @@ pub struct SimState {
     agent_restart: Mutex<Option<(String, Instant)>>,
     /// Client stream messages the rate cap refused, in all sessions so far.
     throttled: AtomicU64,
+    /// Agent frames the gateway dropped because no client was attached, in all sessions.
+    dropped_while_away: AtomicU64,
+    /// The key pair requests must be signed with now ([`SimState::rotate_credentials`]).
+    credentials: Mutex<SimCredentials>,
 }
 
 impl SimState {
@@ -119,6 +124,7 @@ impl SimState {
     pub fn new(config: SimConfig, addr: SocketAddr) -> SimState {
         let kms = Kms::new(&config);
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let config_credentials = config.credentials.clone();
         SimState {
             config,
             addr,
@@ -127,7 +133,33 @@ impl SimState {
             rng: Mutex::new(rng),
             agent_restart: Mutex::new(None),
             throttled: AtomicU64::new(0),
+            dropped_while_away: AtomicU64::new(0),
+            credentials: Mutex::new(config_credentials),
         }
+    }
+
+    /// Agent frames the gateway dropped while the session's client was away (between a
+    /// websocket's end and the next OpenDataChannel), in all sessions so far.
+    pub fn dropped_while_away(&self) -> u64 {
+        self.dropped_while_away.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_dropped_while_away(&self) {
+        self.dropped_while_away.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The key pair every API call and data-channel upgrade must be signed with now.
+    pub fn credentials(&self) -> SimCredentials {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the accepted key pair: from now on only `new` is accepted, as when temporary
+    /// credentials (STS, SSO, assume-role) expire and the client's provider fetches new ones.
+    pub fn rotate_credentials(&self, new: SimCredentials) {
+        *self.credentials.lock().unwrap_or_else(|e| e.into_inner()) = new;
     }
 
     /// Client stream messages the rate cap ([`crate::FaultConfig::rate_limit`]) refused so far,

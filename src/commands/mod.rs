@@ -129,7 +129,8 @@ pub async fn connect(
         }),
         Err(e) => {
             // Do not leave a half-open session behind (the official plugin would hang here).
-            aws.terminate_session(&started.session_id).await;
+            aws.terminate_session_within(&started.session_id, TERMINATE_BUDGET)
+                .await;
             Err(e)
         }
     }
@@ -146,7 +147,7 @@ pub async fn open_channel(
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
         client_id: uuid::Uuid::new_v4().to_string(),
-        credentials: Some(aws.credentials().await?),
+        credentials: Some(aws.current_credentials().await?),
         region: aws.region(),
     };
     let context = driver::DriverContext {

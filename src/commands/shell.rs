@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -39,8 +38,6 @@ const FALLBACK_SIZE: (u16, u16) = (300, 100);
 const QUEUE_LIMIT: usize = 8;
 /// Stdin chunks buffered between the reader thread and this task.
 const STDIN_BUFFER: usize = 4;
-/// TerminateSession should be quick; never let it hold the user's terminal for long.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ctrl-C as the byte a terminal sends for it.
 const ETX: &[u8] = b"\x03";
 /// Ctrl-D: the terminal's end-of-input key.
@@ -59,7 +56,7 @@ pub async fn run_connected(mut conn: Connected, quiet: bool, escape: Option<u8>)
     // `interact` restores the terminal before it returns, however it ends.
     let result = interact(&mut conn, quiet, escape).await;
     let status = result.map(|outcome| outcome.report(quiet));
-    terminate(&conn).await;
+    conn.terminate().await;
     status
 }
 
@@ -294,16 +291,6 @@ fn size_input(cols: u16, rows: u16) -> Input {
 fn say(raw: bool, text: &str) {
     let eol = if raw { "\r\n" } else { "\n" };
     let _ = write!(std::io::stderr(), "{text}{eol}");
-}
-
-/// TerminateSession, bounded in time; the session may already be over, which is fine.
-async fn terminate(conn: &Connected) {
-    if tokio::time::timeout(TERMINATE_TIMEOUT, conn.terminate())
-        .await
-        .is_err()
-    {
-        tracing::warn!("TerminateSession did not answer in time");
-    }
 }
 
 #[cfg(test)]

@@ -151,6 +151,10 @@ async fn dispatch(
     };
     authenticate(state, service, method, uri, headers, body)?;
     tracing::debug!(%target, "API call");
+    if state.config.faults.hang_api.iter().any(|o| o == op) {
+        tracing::info!(%target, "fault: the call is never answered");
+        std::future::pending::<()>().await;
+    }
     match service {
         "ssm" => ssm::call(state, op, body),
         "ecs" => ecs::call(state, op, body),
@@ -175,7 +179,7 @@ pub(crate) fn authenticate(
     };
     let config = &state.config;
     sigv4::verify(
-        &config.credentials,
+        &state.credentials(),
         &config.region,
         service,
         request,

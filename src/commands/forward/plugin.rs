@@ -31,7 +31,7 @@ pub async fn run_plugin(
         Ok(l) => l,
         Err(e) => {
             tunnel::finish(&mut conn).await;
-            tunnel::terminate(&conn).await;
+            conn.terminate().await;
             return Err(e).with_context(|| format!("cannot listen on {addr}"));
         }
     };
@@ -72,7 +72,7 @@ pub async fn run_plugin(
     if matches!(outcome, Stop::Shutdown | Stop::Failed(_)) {
         tunnel::finish(&mut conn).await;
     }
-    tunnel::terminate(&conn).await;
+    conn.terminate().await;
     match outcome {
         Stop::Shutdown | Stop::Ended(End::Finished) => {
             print_stdout(&format!("\n\nExiting session with sessionId: {id}.\n\n"));

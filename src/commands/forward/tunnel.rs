@@ -38,8 +38,6 @@ pub const CHUNK: usize = 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping forward waits for the session to wind down.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long the TerminateSession call may take.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a forward's serving loop returned.
 #[derive(Debug)]
@@ -312,7 +310,7 @@ async fn run_lane(
         let why = match stop {
             Stop::Shutdown => {
                 finish(&mut conn).await;
-                terminate(&conn).await;
+                conn.terminate().await;
                 return Ok(());
             }
             Stop::Ended(End::Closed { reason }) if reason.is_empty() => {
@@ -326,7 +324,7 @@ async fn run_lane(
                 why
             }
         };
-        terminate(&conn).await;
+        conn.terminate().await;
         drop(conn);
         lane.set_phase(Phase::Restarting);
         ctx.console.info(&format!(
@@ -407,11 +405,11 @@ impl Starter {
             Ok(info) => info,
             Err(Stop::Shutdown) => {
                 finish(&mut conn).await;
-                terminate(&conn).await;
+                conn.terminate().await;
                 return Ok(None);
             }
             Err(Stop::Ended(end)) => {
-                terminate(&conn).await;
+                conn.terminate().await;
                 return Err(StartError::new(anyhow!(
                     "session {id} {}",
                     ended_early(&end)
@@ -419,7 +417,7 @@ impl Starter {
             }
             Err(Stop::Failed(why)) => {
                 finish(&mut conn).await;
-                terminate(&conn).await;
+                conn.terminate().await;
                 return Err(StartError::new(anyhow!("session {id}: {why}")));
             }
         };
@@ -427,7 +425,7 @@ impl Starter {
             Ok(mode) => Ok(Some((conn, mode))),
             Err(why) => {
                 finish(&mut conn).await;
-                terminate(&conn).await;
+                conn.terminate().await;
                 // The document's session type does not change: no point in retrying.
                 Err(StartError {
                     error: anyhow!("session {id}: {why}"),
@@ -650,16 +648,6 @@ pub async fn finish(conn: &mut Connected) {
             },
             _ = tokio::time::sleep_until(deadline) => return,
         }
-    }
-}
-
-/// TerminateSession, bounded in time (the session may be gone already).
-pub async fn terminate(conn: &Connected) {
-    if tokio::time::timeout(TERMINATE_TIMEOUT, conn.terminate())
-        .await
-        .is_err()
-    {
-        tracing::debug!(session = %conn.started.session_id, "TerminateSession timed out");
     }
 }
 
