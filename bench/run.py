@@ -14,6 +14,8 @@ Scenarios:
       service) and the agent's 1 ms pause per 1024-byte read; rssm with its default pacing. The
       table says which share of the cap was used and how many messages the simulator throttled.
   (b) limits off: no rate cap, no read pause, `--max-msg-rate 0` — the protocol stack's ceiling.
+Kills: the capped download again, with two websocket kills, next to the same without: what
+resuming costs, the agent frames the gateway dropped meanwhile, and rssm's reconnect time.
 Latency: 1-byte pings through a forward to a server that answers each `k` (p50/p99 of 300 pings),
 idle, while another connection of the same forward uploads bulk data, and while another session
 does. Many connections: 50 at once through one forward (limits off), 2 MiB each way each, with
@@ -108,8 +110,9 @@ def proc_cpu_rss(pid):
     return cpu, rss
 
 
-def start_sim(capped, log=None):
+def start_sim(capped, log=None, extra=()):
     args = [bin_path("rssm-sim"), "serve", "--listen", "127.0.0.1:0", "--log-level", "info"]
+    args += list(extra)
     if capped:
         args += ["--rate-limit", "1000", "--agent-read-pause-ms", "1"]
     else:
@@ -144,15 +147,18 @@ def throttled(log_path):
         return sum(int(m) for m in re.findall(r"throttled=(\d+)", f.read()))
 
 
-def one_run(direction, capped, size):
+def one_run(direction, capped, size, sim_extra=(), rssm_log=None):
+    """One transfer; with `rssm_log` (a file), rssm runs without -q and its notices go there."""
     log_path = f"/tmp/rssm-bench-sim-{os.getpid()}.log"
     with open(log_path, "w") as log:
-        sim, env = start_sim(capped, log)
+        sim, env = start_sim(capped, log, sim_extra)
     sink = Sink("discard" if direction == "upload" else "source", size)
     local = free_port()
+    quiet = [] if rssm_log else ["-q"]
     rssm = subprocess.Popen(
-        rssm_args(capped) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{sink.port}"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        rssm_args(capped) + ["forward", TARGET] + quiet + ["-L", f"{local}:localhost:{sink.port}"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=rssm_log or subprocess.PIPE)
     try:
         deadline = time.time() + 20
         while True:
@@ -161,8 +167,8 @@ def one_run(direction, capped, size):
                 break
             except OSError:
                 if time.time() > deadline:
-                    raise SystemExit("rssm forward did not listen: "
-                                     + rssm.stderr.read1(4096).decode(errors="replace"))
+                    why = rssm.stderr.read1(4096).decode(errors="replace") if rssm.stderr else ""
+                    raise SystemExit("rssm forward did not listen: " + why)
                 time.sleep(0.05)
         cpu0, _ = proc_cpu_rss(rssm.pid)
         start = time.monotonic()
@@ -197,7 +203,26 @@ def one_run(direction, capped, size):
         sim.wait(timeout=10)
     # Stream messages per second (1024-byte payloads) against the cap of 1000.
     msgs = size / 1024 / (size / result[0] / 1e6)
-    return result + [msgs / 1000 * 100, throttled(log_path)]
+    with open(log_path) as f:
+        dropped = sum(int(m) for m in re.findall(r"dropped_while_away=(\d+)", f.read()))
+    return result + [msgs / 1000 * 100, throttled(log_path), dropped]
+
+
+def kill_run(kills, mib, every_secs=5.0):
+    """A capped download of `mib` MiB during which the simulator drops the client's websocket
+    `kills` times (each connection `every_secs` after it opened). Returns wall seconds, the agent
+    frames the gateway dropped while the client was away, and rssm's reconnect times (from the
+    websocket's error to the new connection, as its `resumed after` notices say)."""
+    extra = ["--kill-after-secs", str(every_secs), "--kill-times", str(kills)] if kills else []
+    log = f"/tmp/rssm-bench-rssm-{os.getpid()}.log"
+    with open(log, "w") as f:
+        r = one_run("download", True, mib * 2**20, extra, rssm_log=f)
+    with open(log) as f:
+        gaps = [float(n) / (1000 if unit == "ms" else 1)
+                for n, unit in re.findall(r"resumed after ([0-9.]+) (ms|s)", f.read())]
+    if len(gaps) != kills:
+        raise SystemExit(f"expected {kills} resumes, saw {len(gaps)} (see {log})")
+    return mib * 2**20 / r[0] / 1e6, r[5], gaps
 
 
 class Server:
@@ -495,7 +520,7 @@ def main():
     ap.add_argument("--capped-size-mib", type=int, default=16,
                     help="(a) moves ~1 MB/s by design: 256 MiB would take minutes per run")
     ap.add_argument("--skip-build", action="store_true")
-    ap.add_argument("--only", default="throughput,latency,striping,many,shell",
+    ap.add_argument("--only", default="throughput,kills,latency,striping,many,shell",
                     help="comma-separated sections to run")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -504,6 +529,8 @@ def main():
     print(f"machine: {os.cpu_count()} cores; median of {args.runs} runs\n")
     if "throughput" in only:
         throughput(args)
+    if "kills" in only:
+        kill_rows(args)
     if "latency" in only:
         latencies(args)
     if "striping" in only:
@@ -530,6 +557,25 @@ def throughput(args):
             thr = sum(r[4] for r in results)
             print(f"| {label} | {direction} | {mib} MiB | {mbps:.1f} | {share} | {thr} "
                   f"| {cpu:.2f} | {rss:.1f} |", flush=True)
+
+
+def kill_rows(args):
+    mib = args.capped_size_mib
+    print(f"\n{mib} MiB download through a forward under the service-like cap, with and without "
+          "two websocket kills (each connection killed 5 s after it opened):\n")
+    print("| kills | seconds | cost of the kills s | agent frames dropped by the gateway per kill "
+          "| reconnect ms (error to new websocket) |")
+    print("|---|---|---|---|---|")
+    base = None
+    for kills in [0, 2]:
+        runs = [kill_run(kills, mib) for _ in range(args.runs)]
+        secs = statistics.median(r[0] for r in runs)
+        base = secs if base is None else base
+        cost = "–" if kills == 0 else f"{secs - base:.2f}"
+        dropped = "–" if kills == 0 else f"{statistics.median(r[1] for r in runs) / kills:.1f}"
+        gaps = [g for r in runs for g in r[2]]
+        gap = "–" if not gaps else f"{statistics.median(gaps) * 1000:.0f} (max {max(gaps) * 1000:.0f})"
+        print(f"| {kills} | {secs:.2f} | {cost} | {dropped} | {gap} |", flush=True)
 
 
 def latencies(args):

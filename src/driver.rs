@@ -552,8 +552,8 @@ impl Driver {
                                 (self.session.stats().acks_received, Instant::now());
                             self.session.on_reconnect(Instant::now().into_std());
                             crate::notice(&format!(
-                                "resumed after {:.2} s",
-                                started.elapsed().as_secs_f64()
+                                "resumed after {}",
+                                human_duration(started.elapsed())
                             ));
                             return Ok(());
                         }
@@ -911,6 +911,15 @@ async fn recv_data_key(rx: &mut Option<oneshot::Receiver<DataKeyResult>>) -> Dat
             .await
             .unwrap_or_else(|_| Err("the KMS call ended without an answer".into())),
         None => std::future::pending().await,
+    }
+}
+
+/// `12 ms` under a second, `1.3 s` above.
+fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

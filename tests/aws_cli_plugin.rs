@@ -724,7 +724,8 @@ fn with_the_token_in_argv_a_failing_status_is_reported_by_rssm_not_the_cli() {
             "--document-name",
             "AWS-StartNonInteractiveCommand",
             "--parameters",
-            r#"{"command": ["sh -c 'echo bye; exit 3'"]}"#,
+            // The document's default (false) merges the output and reports no status.
+            r#"{"command": ["sh -c 'echo bye; exit 3'"], "separateOutputStream": ["true"]}"#,
         ],
     );
     let out = run_bounded(cmd, WAIT);
@@ -750,7 +751,8 @@ fn a_remote_exit_status_reaches_the_cli_without_the_token() {
             "--document-name",
             "AWS-StartNonInteractiveCommand",
             "--parameters",
-            r#"{"command": ["sh -c 'echo bye; exit 3'"]}"#,
+            // The document's default (false) merges the output and reports no status.
+            r#"{"command": ["sh -c 'echo bye; exit 3'"], "separateOutputStream": ["true"]}"#,
         ],
     );
     let out = run_bounded(cmd, WAIT);

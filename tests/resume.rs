@@ -24,9 +24,16 @@ fn killing_sim(faults: FaultConfig) -> Sim {
 
 #[test]
 fn exec_output_survives_two_websocket_kills_exactly_once() {
-    let sim = killing_sim(FaultConfig {
-        kill_after_messages: Some(400),
-        kill_times: 2,
+    // A gateway that does not pause the agent while the client is away: with a pause, the
+    // agent's pipe readers stop for good (see the next test), and no client can help that.
+    let sim = Sim::with_config(SimConfig {
+        agent_read_pause: Duration::ZERO,
+        pause_agent_while_client_away: false,
+        faults: FaultConfig {
+            kill_after_messages: Some(400),
+            kill_times: 2,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let mut cmd = sim.rssm();
@@ -38,6 +45,37 @@ fn exec_output_survives_two_websocket_kills_exactly_once() {
     assert!(out.stdout.iter().all(|&b| b == b'z'));
     assert_eq!(err.matches("reconnecting").count(), 2, "{err}");
     assert_eq!(err.matches("resumed after").count(), 2, "{err}");
+}
+
+#[test]
+fn exec_output_the_agent_stopped_reading_during_a_reconnect_is_reported_not_passed_off() {
+    // The default gateway pauses the agent while the client is away; the agent's pipe reader
+    // that finds the channel paused stops for good (`shell.go`), so the rest of stdout, the
+    // trailer included, is never read. The command still ends (its output fits the pipe) and
+    // the exit code arrives: rssm must say the output is incomplete rather than exit 0.
+    // ResumeSession takes 300 ms, so the agent stays paused that long.
+    let sim = killing_sim(FaultConfig {
+        kill_after: Some(Duration::from_millis(1000)),
+        kill_times: 1,
+        delay_api: Some(("ResumeSession".into(), Duration::from_millis(300))),
+        ..Default::default()
+    });
+    let mut cmd = sim.rssm();
+    // A line every 10 ms for 3 s: output is flowing while the agent is paused.
+    cmd.args([
+        "exec",
+        DEMO,
+        "--",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); sleep 0.01; done",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("resumed after").count(), 1, "{err}");
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(err.contains("stdout ended early"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("line-0\n"), "{stdout}");
+    assert!(!stdout.contains("line-299"), "{stdout}");
 }
 
 #[test]

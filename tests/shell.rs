@@ -296,7 +296,8 @@ fn piped_stdin_without_exit_ends_when_the_input_does() {
 
 #[test]
 fn remote_exit_status_is_ours_when_the_agent_reports_it() {
-    // NonInteractiveCommands is the session type whose agent sends an ExitCode payload.
+    // NonInteractiveCommands is the session type whose agent sends an ExitCode payload, when
+    // the document's separateOutputStream is true.
     let sim = sim();
     let mut cmd = sim.rssm();
     cmd.args([
@@ -306,6 +307,8 @@ fn remote_exit_status_is_ours_when_the_agent_reports_it() {
         "AWS-StartNonInteractiveCommand",
         "--parameters",
         r#"command=sh -c "echo status-run; exit 3""#,
+        "--parameters",
+        "separateOutputStream=true",
     ]);
     let out = run_piped(cmd, b"", Duration::from_secs(30));
     assert!(String::from_utf8_lossy(&out.stdout).contains("status-run"));

@@ -43,6 +43,13 @@ pub struct SimConfig {
     /// session near 1 MB/s).
     /// Zero lifts that cap for tests and benchmarks that move bulk data.
     pub agent_read_pause: Duration,
+    /// The gateway sends the agent `pause_publication` while the client's websocket is gone and
+    /// `start_publication` when it is back. The protocol's messages exist for this (§6.5,
+    /// §13.2) but what the real gateway does is not public, so the harsher answer is the
+    /// default. It matters for `separateOutputStream` commands: the agent's pipe readers stop
+    /// for good when they find the channel paused (`shell.go`), so output written during a
+    /// reconnect is never read. `false` models a gateway that does not pause the agent.
+    pub pause_agent_while_client_away: bool,
 }
 
 impl Default for SimConfig {
@@ -63,6 +70,7 @@ impl Default for SimConfig {
             shell: None,
             shell_kms_key_id: None,
             agent_read_pause: Duration::from_millis(1),
+            pause_agent_while_client_away: true,
         }
     }
 }
@@ -117,6 +125,9 @@ pub struct FaultConfig {
     /// endpoint behind a dead proxy or a stalled load balancer would: a client must bound its
     /// own wait.
     pub hang_api: Vec<String>,
+    /// An API operation (`ResumeSession`, …) that answers only after this long, like a slow
+    /// or congested endpoint.
+    pub delay_api: Option<(String, Duration)>,
 }
 
 impl Default for FaultConfig {
@@ -139,6 +150,7 @@ impl Default for FaultConfig {
             agent_restart_after: None,
             agent_restart_for: Duration::from_secs(5),
             hang_api: Vec::new(),
+            delay_api: None,
         }
     }
 }

@@ -57,6 +57,10 @@ struct ServeArgs {
     /// output), like the real agent (1); 0 lifts that ~1 MB/s cap for bulk tests and benchmarks.
     #[arg(long, default_value_t = 1)]
     agent_read_pause_ms: u64,
+    /// Do not send the agent pause_publication while the client is away (by default the
+    /// gateway does, and the agent's separate-output pipe readers then stop for good).
+    #[arg(long)]
+    no_agent_pause: bool,
     /// Log level on stderr (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -122,6 +126,9 @@ struct FaultArgs {
     /// endpoint behind a dead proxy (repeatable).
     #[arg(long = "hang-api", value_name = "OPERATION")]
     hang_api: Vec<String>,
+    /// An API operation that answers only after SECS seconds (OPERATION=SECS).
+    #[arg(long = "delay-api", value_name = "OPERATION=SECS")]
+    delay_api: Option<String>,
 }
 
 fn secs(s: f64) -> anyhow::Result<Duration> {
@@ -147,6 +154,7 @@ impl ServeArgs {
             max_session_duration: self.max_session_duration.map(Duration::from_secs),
             shell: self.shell,
             agent_read_pause: Duration::from_millis(self.agent_read_pause_ms),
+            pause_agent_while_client_away: !self.no_agent_pause,
             seed: self.faults.seed,
             ..SimConfig::default()
         };
@@ -177,6 +185,18 @@ impl ServeArgs {
             agent_restart_after: f.agent_restart_after_secs.map(secs).transpose()?,
             agent_restart_for: secs(f.agent_restart_for_secs)?,
             hang_api: f.hang_api,
+            delay_api: f
+                .delay_api
+                .map(|spec| -> anyhow::Result<(String, Duration)> {
+                    let (op, s) = spec
+                        .split_once('=')
+                        .context("--delay-api takes OPERATION=SECS")?;
+                    Ok((
+                        op.to_owned(),
+                        secs(s.parse().context("--delay-api: SECS")?)?,
+                    ))
+                })
+                .transpose()?,
             ..FaultConfig::default()
         };
         Ok(c)

@@ -374,7 +374,7 @@ impl Relay {
         self.client = None;
         self.state
             .set_status(&self.session_id, SessionStatus::Disconnected);
-        if !self.told_agent_pause {
+        if !self.told_agent_pause && self.state.config.pause_agent_while_client_away {
             self.told_agent_pause = true;
             self.send_to_agent(gateway_message(MessageType::PausePublication, Bytes::new()))
                 .await;

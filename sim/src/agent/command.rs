@@ -198,10 +198,18 @@ async fn run_separated(ctx: &mut PluginContext, mut command: Command) {
             input = ctx.input.recv() => if !on_input(input, pid, &mut child) { return },
         }
     }
-    for reader in [stdout, stderr].into_iter().flatten() {
-        let _ = reader.await;
-    }
+    // A reader that stopped hands its pipe back: like Go's, it stays open until the command
+    // has been waited for, so the command's writes fill it rather than raise SIGPIPE.
+    let kept_stdout = match stdout {
+        Some(reader) => reader.await.ok(),
+        None => None,
+    };
+    let kept_stderr = match stderr {
+        Some(reader) => reader.await.ok(),
+        None => None,
+    };
     let code = exit_code(&mut child).await;
+    drop((kept_stdout, kept_stderr));
     // `sendExitCode` sends only while publication is active.
     if *ctx.active.borrow() {
         send(
@@ -325,13 +333,13 @@ fn signal_for_input(pid: Option<u32>, data: &[u8]) {
 }
 
 /// One pipe's reader (`setupRoutineToWriteCmdPipelineOutput`).
-async fn pipe_reader(
-    mut pipe: impl AsyncRead + Unpin,
+async fn pipe_reader<P: AsyncRead + Unpin>(
+    mut pipe: P,
     pt: PayloadType,
     prefix: String,
     tx: mpsc::Sender<(PayloadType, Vec<u8>)>,
     active: watch::Receiver<bool>,
-) {
+) -> P {
     let mut buf = vec![0u8; READ_CHUNK - prefix.len()];
     let mut held = Vec::new();
     let mut need_prefix = true;
@@ -339,10 +347,10 @@ async fn pipe_reader(
         if !*active.borrow() {
             // "Data Channel not in active status": this stream ends here for good.
             tracing::debug!(?pt, "agent pipe reader stops: publication paused");
-            return;
+            return pipe;
         }
         let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return, // EOF: what `held` keeps is dropped
+            Ok(0) | Err(_) => return pipe, // EOF: what `held` keeps is dropped
             Ok(n) => n,
         };
         let mut chunk = Vec::with_capacity(prefix.len() + n);
@@ -353,7 +361,7 @@ async fn pipe_reader(
         chunk.extend_from_slice(&buf[..n]);
         let data = process_stdout_data(&mut held, &chunk);
         if tx.send((pt, data)).await.is_err() {
-            return;
+            return pipe;
         }
     }
 }

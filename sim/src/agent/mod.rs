@@ -280,7 +280,11 @@ impl Driver {
                 deadline = Some(deadline.map_or(hs.deadline(), |d| d.min(hs.deadline())));
             }
             let wake = deadline.unwrap_or(now + Duration::from_secs(3600));
-            let can_take = self.session.unacked() < MAX_IN_FLIGHT && self.session.can_send();
+            // Plugin output waits in its channel while paused: the agent's pumps read nothing
+            // then, so nothing is numbered that could leave only as the head (§6.5).
+            let can_take = self.session.unacked() < MAX_IN_FLIGHT
+                && self.session.can_send()
+                && *self.active.borrow();
             let has_tx = self.session.has_transmit() || self.timer_fired;
             let retry_input = !self.pending_in.is_empty();
             let to_gateway = self.link.to_gateway.clone();
@@ -393,11 +397,13 @@ impl Driver {
                     self.channel_closed = true;
                     return;
                 }
+                // `send_replace`: the value must change even when no plugin task listens (one
+                // that has ended still has output waiting in its channel).
                 Event::PublicationPaused => {
-                    let _ = self.active.send(false);
+                    self.active.send_replace(false);
                 }
                 Event::PublicationStarted => {
-                    let _ = self.active.send(true);
+                    self.active.send_replace(true);
                 }
                 Event::Closed(reason) => {
                     self.finish(reason.to_string(), true);

@@ -295,7 +295,8 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
     // one message per pause, which caps a mux session near 1 MB/s however many streams it has.
     let mut pacer = ReadPacer::new(ctx.state.config.agent_read_pause);
     loop {
-        while pacer.ready() {
+        // `if dataChannel.IsActive()` before every read: nothing is read while paused.
+        while pacer.ready() && *ctx.active.borrow() {
             let Some(chunk) = smux.poll_output(READ_CHUNK) else {
                 break;
             };
@@ -363,7 +364,8 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
             true
         });
         let blocked = !readable.is_empty();
-        let paced = smux.pending_output() > 0;
+        let active = *ctx.active.borrow();
+        let paced = smux.pending_output() > 0 && active;
         // Data from the destinations waits in their sockets, not here, while output is paced.
         let take_data = smux.pending_output() < MUX_OUTPUT_LIMIT;
         let wake = smux
@@ -413,6 +415,7 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
             },
             _ = tokio::time::sleep(Duration::from_millis(2)), if blocked => {}
             _ = tokio::time::sleep_until(pacer.next.into()), if paced => {}
+            changed = ctx.active.changed(), if !active => if changed.is_err() { return },
             _ = tokio::time::sleep_until(wake.into()) => smux.handle_timeout(Instant::now()),
         }
     }

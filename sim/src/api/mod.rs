@@ -151,6 +151,11 @@ async fn dispatch(
     };
     authenticate(state, service, method, uri, headers, body)?;
     tracing::debug!(%target, "API call");
+    if let Some((slow, delay)) = &state.config.faults.delay_api {
+        if slow == op {
+            tokio::time::sleep(*delay).await;
+        }
+    }
     if state.config.faults.hang_api.iter().any(|o| o == op) {
         tracing::info!(%target, "fault: the call is never answered");
         std::future::pending::<()>().await;
