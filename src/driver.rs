@@ -519,15 +519,10 @@ impl Driver {
         // The first attempt goes at once, as the official client's retryer does (§17.4): every
         // agent message the gateway drops meanwhile costs a 100 ms resend tick later. The old
         // websocket is closed beside the new one, not waited for.
-        let mut delay = Duration::ZERO;
+        let jitter = u64::from(rand_core::OsRng.next_u32());
         let mut last = String::new();
         for attempt in 1..=RECONNECT_ATTEMPTS {
-            tokio::time::sleep(delay).await;
-            delay = if delay.is_zero() {
-                Duration::from_millis(100 + u64::from(rand_core::OsRng.next_u32() % 100))
-            } else {
-                (delay * 2).min(RECONNECT_MAX_DELAY)
-            };
+            tokio::time::sleep(reconnect_delay(attempt, jitter)).await;
             // Credentials as they are now: the ones the session started with may have expired.
             match resume.aws.current_credentials().await {
                 Ok(c) => self.auth.credentials = Some(c),
@@ -914,6 +909,19 @@ async fn recv_data_key(rx: &mut Option<oneshot::Receiver<DataKeyResult>>) -> Dat
     }
 }
 
+/// The wait before reconnect attempt `attempt` (from 1): none before the first, as in the
+/// official client (§17.4), then 100–200 ms (`jitter` picks where) doubling up to
+/// [`RECONNECT_MAX_DELAY`].
+fn reconnect_delay(attempt: u32, jitter: u64) -> Duration {
+    if attempt <= 1 {
+        return Duration::ZERO;
+    }
+    let first = Duration::from_millis(100 + jitter % 100);
+    first
+        .saturating_mul(1 << (attempt - 2).min(16))
+        .min(RECONNECT_MAX_DELAY)
+}
+
 /// `12 ms` under a second, `1.3 s` above.
 fn human_duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
@@ -947,4 +955,28 @@ fn is_permanent(e: &anyhow::Error) -> bool {
     ]
     .iter()
     .any(|code| text.contains(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reconnect_goes_at_once_and_later_ones_back_off() {
+        let delays: Vec<u64> = (1..=RECONNECT_ATTEMPTS)
+            .map(|a| reconnect_delay(a, 37).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [0, 137, 274, 548, 1096, 2192, 4384, 5000]);
+        assert_eq!(reconnect_delay(2, 199), Duration::from_millis(199));
+        let total: Duration = (1..=RECONNECT_ATTEMPTS)
+            .map(|a| reconnect_delay(a, 99))
+            .sum();
+        assert!(total < Duration::from_secs(30), "{total:?}");
+    }
+
+    #[test]
+    fn durations_read_in_the_unit_that_fits() {
+        assert_eq!(human_duration(Duration::from_millis(12)), "12 ms");
+        assert_eq!(human_duration(Duration::from_millis(1340)), "1.3 s");
+    }
 }

@@ -45,6 +45,9 @@ fn exec_output_survives_two_websocket_kills_exactly_once() {
     assert!(out.stdout.iter().all(|&b| b == b'z'));
     assert_eq!(err.matches("reconnecting").count(), 2, "{err}");
     assert_eq!(err.matches("resumed after").count(), 2, "{err}");
+    // What the agent sent while the client was away was dropped by the gateway, not queued:
+    // only the agent's resends brought it back.
+    assert!(sim.sim.state().dropped_while_away() > 0, "{err}");
 }
 
 #[test]
