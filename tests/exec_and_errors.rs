@@ -166,6 +166,41 @@ fn a_custom_document_without_separate_output_is_run_without_it_and_warned_about(
 }
 
 #[test]
+fn ctrl_c_stops_the_remote_command_and_its_status_comes_back() {
+    use std::io::{BufRead, BufReader};
+    let sim = Sim::start();
+    let mut cmd = sim.rssm();
+    cmd.args([
+        "exec",
+        DEMO,
+        "--",
+        "echo started; sleep 30; echo not-interrupted",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("rssm starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    assert_eq!(line, "started\n");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        let _ = tx.send((child.wait(), rest));
+    });
+    let (status, rest) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("rssm ends well before the remote sleep would");
+    // The agent signals the wrapper, which stops the command with SIGTERM: 128 + 15.
+    assert_eq!(status.expect("wait").code(), Some(143));
+    assert!(!rest.contains("not-interrupted"), "{rest}");
+}
+
+#[test]
 fn exec_works_with_stdin_that_is_not_a_tty() {
     let sim = Sim::start();
     let mut cmd = sim.rssm();

@@ -8,8 +8,8 @@
 //!
 //! The command runs under a small POSIX `sh` wrapper: it writes a trailer after the command on
 //! both streams (so the agent's dropped stream ends cost nothing, see [`trailer`]), forwards a
-//! Ctrl-C to the command as SIGTERM (the agent signals only the process it started, and a
-//! background job ignores SIGINT), and exits with the command's status. Ctrl-C here sends the
+//! Ctrl-C to the command and all it started as SIGTERM (the agent signals only the process it
+//! started, and a background job ignores SIGINT), and exits with the command's status. Ctrl-C here sends the
 //! agent 0x03 (SIGINT to the wrapper); a second Ctrl-C gives up at once.
 
 mod trailer;
@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aws::{Aws, ServiceError};
 use crate::cli::ExecArgs;
@@ -72,11 +73,15 @@ fn refuses_separate(e: &anyhow::Error) -> bool {
 
 /// The remote command line the agent splits (shlex) and runs: `sh -c WRAPPER rssm-exec CMD TRAILER`.
 fn wrapped_command(command: &str, trailer: &Trailer) -> String {
-    // $0 names the inner shell, $1 is the command, $2 the trailer. `wait` returns early when
-    // the trap runs; the loop then waits for the command's own status.
-    const WRAPPER: &str = "trap \"kill -TERM \\$p 2>/dev/null\" INT QUIT; \
-        sh -c \"$1\" \"$0\" & p=$!; wait $p; r=$?; \
-        while kill -0 $p 2>/dev/null; do wait $p; r=$?; done; \
+    // $0 names the inner shell, $1 is the command, $2 the trailer. The command runs in the
+    // background (the only way a POSIX sh can signal it) in a session of its own where setsid
+    // exists, so a Ctrl-C reaches all it started; a background job ignores SIGINT, hence
+    // SIGTERM. `wait` returns early when the trap runs; the loop then waits for the command's
+    // own status. `2>/dev/null` keeps the shell's "Terminated" notice out of the output.
+    const WRAPPER: &str = "trap \"int=1; kill -TERM -\\$p 2>/dev/null || kill -TERM \\$p 2>/dev/null\" INT QUIT; \
+        if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$1\" \"$0\" & else sh -c \"$1\" \"$0\" & fi; \
+        p=$!; \
+        while :; do int=; wait $p 2>/dev/null; r=$?; [ -n \"$int\" ] && [ $r -gt 128 ] || break; done; \
         printf %s \"$2\"; printf %s \"$2\" >&2; exit $r";
     [
         "sh",
@@ -107,6 +112,9 @@ async fn relay_output(mut conn: Connected, trailer: &Trailer) -> Result<Outcome>
     let mut err = Unwrapper::stderr(trailer);
     let mut exit_code: Option<i32> = None;
     let mut interrupts = 0;
+    // One listener for the whole session: a fresh `ctrl_c()` per loop turn would miss a
+    // SIGINT that arrives while a turn writes output.
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let end = loop {
         tokio::select! {
             o = conn.handle.output.recv() => match o {
@@ -120,7 +128,7 @@ async fn relay_output(mut conn: Connected, trailer: &Trailer) -> Result<Outcome>
                 Some(_) => {}
                 None => break End::Failed("the session driver stopped".into()),
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 interrupts += 1;
                 if interrupts > 1 {
                     conn.terminate().await;
