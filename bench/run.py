@@ -208,12 +208,14 @@ def one_run(direction, capped, size, sim_extra=(), rssm_log=None):
     return result + [msgs / 1000 * 100, throttled(log_path), dropped]
 
 
-def kill_run(kills, mib, every_secs=5.0):
+def kill_run(kills, mib, every_secs=5.0, gateway=()):
     """A capped download of `mib` MiB during which the simulator drops the client's websocket
     `kills` times (each connection `every_secs` after it opened). Returns wall seconds, the agent
     frames the gateway dropped while the client was away, and rssm's reconnect times (from the
     websocket's error to the new connection, as its `resumed after` notices say)."""
-    extra = ["--kill-after-secs", str(every_secs), "--kill-times", str(kills)] if kills else []
+    extra = list(gateway)
+    if kills:
+        extra += ["--kill-after-secs", str(every_secs), "--kill-times", str(kills)]
     log = f"/tmp/rssm-bench-rssm-{os.getpid()}.log"
     with open(log, "w") as f:
         r = one_run("download", True, mib * 2**20, extra, rssm_log=f)
@@ -563,19 +565,23 @@ def kill_rows(args):
     mib = args.capped_size_mib
     print(f"\n{mib} MiB download through a forward under the service-like cap, with and without "
           "two websocket kills (each connection killed 5 s after it opened):\n")
-    print("| kills | seconds | cost of the kills s | agent frames dropped by the gateway per kill "
-          "| reconnect ms (error to new websocket) |")
-    print("|---|---|---|---|---|")
+    print("| gateway while the client is away | kills | seconds | cost of the kills s "
+          "| agent frames dropped per kill | reconnect ms (error to new websocket) |")
+    print("|---|---|---|---|---|---|")
     base = None
-    for kills in [0, 2]:
-        runs = [kill_run(kills, mib) for _ in range(args.runs)]
+    for label, gateway, kills in [("–", (), 0),
+                                  ("pauses the agent (default)", (), 2),
+                                  ("does not pause the agent", ("--no-agent-pause",), 2),
+                                  ("does not pause the agent; ResumeSession takes 50 ms",
+                                   ("--no-agent-pause", "--delay-api", "ResumeSession=0.05"), 2)]:
+        runs = [kill_run(kills, mib, gateway=gateway) for _ in range(args.runs)]
         secs = statistics.median(r[0] for r in runs)
         base = secs if base is None else base
         cost = "–" if kills == 0 else f"{secs - base:.2f}"
         dropped = "–" if kills == 0 else f"{statistics.median(r[1] for r in runs) / kills:.1f}"
         gaps = [g for r in runs for g in r[2]]
         gap = "–" if not gaps else f"{statistics.median(gaps) * 1000:.0f} (max {max(gaps) * 1000:.0f})"
-        print(f"| {kills} | {secs:.2f} | {cost} | {dropped} | {gap} |", flush=True)
+        print(f"| {label} | {kills} | {secs:.2f} | {cost} | {dropped} | {gap} |", flush=True)
 
 
 def latencies(args):

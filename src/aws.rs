@@ -20,6 +20,10 @@ pub struct AwsOptions {
     pub region: Option<String>,
     /// SSM endpoint override (AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL work too).
     pub endpoint_url: Option<String>,
+    /// One endpoint for every service (`rssm demo`'s in-process simulator).
+    pub every_endpoint: Option<String>,
+    /// Credentials handed in directly instead of the default chain (`rssm demo`).
+    pub credentials: Option<Credentials>,
 }
 
 /// A loaded AWS configuration and SSM client.
@@ -65,6 +69,12 @@ impl Aws {
         }
         if let Some(r) = &opts.region {
             loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(url) = &opts.every_endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(c) = &opts.credentials {
+            loader = loader.credentials_provider(c.clone());
         }
         let config = loader.load().await;
         if config.region().is_none() {

@@ -63,6 +63,7 @@ impl Cli {
             profile: self.profile.clone().filter(|p| !p.is_empty()),
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
+            ..AwsOptions::default()
         }
     }
 }

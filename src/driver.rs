@@ -531,10 +531,22 @@ impl Driver {
                     continue;
                 }
             }
-            match resume.aws.resume_session(&resume.session_id).await {
+            // ResumeSession and the new websocket's handshakes (TCP, TLS, the signed upgrade)
+            // run side by side: only the OpenDataChannel frame needs the new token.
+            let (token, dialed) = tokio::join!(
+                resume.aws.resume_session(&resume.session_id),
+                transport::connect(&self.auth)
+            );
+            match token {
                 Ok(Some(token)) => {
                     self.auth.token = token;
-                    match transport::open(&self.auth).await {
+                    let opened = match dialed {
+                        Ok(mut ws) => transport::authenticate(&mut ws, &self.auth)
+                            .await
+                            .map(|()| ws),
+                        Err(e) => Err(e),
+                    };
+                    match opened {
                         Ok(ws) => {
                             let mut old = std::mem::replace(&mut self.ws, ws);
                             tokio::spawn(async move { close_quickly(&mut old).await });

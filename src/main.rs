@@ -100,7 +100,11 @@ fn run_plugin(args: Vec<String>) -> ExitCode {
     {
         driver::set_max_message_rate(rate);
     }
-    block_on(async move { commands::plugin::run(&args, false).await })
+    // The StartSession response variable holds the session token: read it and take it out of
+    // the environment here, before the runtime's threads start (and before any child process
+    // could inherit it).
+    let response_env = plugin_args::take_response_env(&args);
+    block_on(async move { commands::plugin::run(&args, response_env, false).await })
 }
 
 async fn run(mut cli: Cli) -> anyhow::Result<u8> {
@@ -123,7 +127,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Trace { file } => trace::run(file),
         Command::Demo(args) => commands::demo::run(&cli, args).await,
-        Command::Plugin { args } => commands::plugin::run(args, cli.quiet).await,
+        Command::Plugin { args } => {
+            // (`rssm -q plugin …`: before this single-threaded runtime has done anything.)
+            let response_env = plugin_args::take_response_env(args);
+            commands::plugin::run(args, response_env, cli.quiet).await
+        }
         Command::InstallPlugin { dir, force } => {
             commands::install_plugin::run(dir.as_deref(), *force, PLUGIN_NAME)
         }

@@ -56,8 +56,20 @@ impl std::fmt::Debug for PluginStart {
     }
 }
 
-/// Parses the plugin's arguments (without argv[0]). `env` reads (and the caller then removes)
-/// the response variable.
+/// When `args` name a StartSession response variable: its name and value, taken out of the
+/// environment (the value holds the session token; no child process may inherit it). Call it
+/// before other threads run: they may read the environment.
+pub fn take_response_env(args: &[String]) -> Option<(String, Option<String>)> {
+    let name = args
+        .first()
+        .filter(|a| a.starts_with(RESPONSE_ENV_PREFIX))?;
+    let value = std::env::var(name).ok();
+    std::env::remove_var(name);
+    Some((name.clone(), value))
+}
+
+/// Parses the plugin's arguments (without argv[0]). `env` looks up the response variable (see
+/// [`take_response_env`]).
 pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<PluginCall> {
     match args {
         [] => return Ok(PluginCall::InstallCheck),

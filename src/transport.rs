@@ -51,6 +51,14 @@ impl std::fmt::Debug for ChannelAuth {
 
 /// Opens the websocket and sends OpenDataChannel. No response frame is awaited (§5.2).
 pub async fn open(auth: &ChannelAuth) -> Result<Ws> {
+    let mut ws = connect(auth).await?;
+    authenticate(&mut ws, auth).await?;
+    Ok(ws)
+}
+
+/// Dials the StreamUrl with the signed upgrade, without authenticating yet: the token is only
+/// needed for [`authenticate`], so a reconnect can dial while ResumeSession fetches it.
+pub async fn connect(auth: &ChannelAuth) -> Result<Ws> {
     let mut request = auth
         .stream_url
         .as_str()
@@ -79,10 +87,14 @@ pub async fn open(auth: &ChannelAuth) -> Result<Ws> {
     // zero-fills its whole read buffer before every read; at the service's ~1000 frames a second
     // the default 128 KiB made that memset the client's biggest cost.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (mut ws, _response) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
+    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        .await
+        .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
+    Ok(ws)
+}
+
+/// Sends OpenDataChannel with the current token on a connected websocket (§5.2).
+pub async fn authenticate(ws: &mut Ws, auth: &ChannelAuth) -> Result<()> {
     let open = OpenDataChannelInput {
         message_schema_version: "1.0".into(),
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -95,7 +107,7 @@ pub async fn open(auth: &ChannelAuth) -> Result<Ws> {
     ws.send(Message::text(text))
         .await
         .context("the data channel closed while authenticating")?;
-    Ok(ws)
+    Ok(())
 }
 
 /// SigV4 headers for the upgrade `GET`, service `ssmmessages`.

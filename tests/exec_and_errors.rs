@@ -219,6 +219,42 @@ fn demo_runs_a_command_on_the_builtin_simulator() {
     assert_eq!(out.status.code(), Some(4));
 }
 
+#[test]
+fn a_running_demo_refuses_the_well_known_example_keys() {
+    use std::io::{BufRead, BufReader};
+    let mut demo = rssm()
+        .args(["demo", "--", "echo ready; sleep 60"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rssm demo starts");
+    let mut err = BufReader::new(demo.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("the demo's first line");
+    let endpoint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
+        .to_owned();
+    let mut out = BufReader::new(demo.stdout.take().expect("stdout"));
+    line.clear();
+    out.read_line(&mut line).expect("the demo's command runs");
+    assert_eq!(line, "ready\n");
+    // Another local user, with the keys from AWS's documentation, against the demo's endpoint.
+    let example = rssm_sim::SimCredentials::default();
+    let mut cmd = rssm();
+    cmd.env("AWS_ACCESS_KEY_ID", &example.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &example.secret_access_key)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_SSM", &endpoint)
+        .args(["exec", DEMO, "--", "id"]);
+    let refused = run_bounded(cmd, Duration::from_secs(30));
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert_one_line_error(&refused, "UnrecognizedClientException");
+}
+
 fn assert_one_line_error(out: &Output, needle: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(255), "stderr: {err}");

@@ -158,6 +158,10 @@ pub struct OutgoingBuffer {
     disordered_below: i64,
     /// `Some` for the agent's head-every-tick scheme ([`Resend::HeadEveryTick`]).
     tick: Option<(Duration, Instant)>,
+    /// Head-every-tick: the tick whose check resent the head last. The scheduler resends at
+    /// most one message a tick: a head that falls due while that tick's resend is in flight
+    /// (its predecessor was just acknowledged) waits for the next tick.
+    resent_at_tick: Option<Instant>,
 }
 
 impl OutgoingBuffer {
@@ -181,6 +185,7 @@ impl OutgoingBuffer {
         };
         OutgoingBuffer {
             tick,
+            resent_at_tick: None,
             window: window.max(1),
             base: 0,
             entries: VecDeque::new(),
@@ -306,7 +311,13 @@ impl OutgoingBuffer {
             let (i, e) = window.next()?;
             done = ordered && e.attempts <= 1;
             let due = match self.tick {
-                Some(tick) => e.last_sent.map(|t| tick_after(tick, t + rto)),
+                Some(tick) => e.last_sent.map(|t| {
+                    let due = tick_after(tick, t + rto);
+                    match self.resent_at_tick {
+                        Some(done) if due <= done => done + tick.0,
+                        _ => due,
+                    }
+                }),
                 None => e.last_sent.map(|t| t + backoff(rto, e.attempts)),
             };
             Some((i, due))
@@ -338,6 +349,9 @@ impl OutgoingBuffer {
             self.disordered_below = self.next_sequence();
         }
         self.latest = Some(self.latest.map_or(now, |t| t.max(now)));
+        if let (true, Some(tick)) = (retransmit, self.tick) {
+            self.resent_at_tick = Some(tick_at_or_before(tick, now));
+        }
         let entry = self.entries[idx]
             .as_mut()
             .expect("window holds live entries");
@@ -418,6 +432,13 @@ impl OutgoingBuffer {
             .next()
             .map_or(0, |e| e.attempts)
     }
+}
+
+/// The latest tick at or before `now`.
+fn tick_at_or_before((tick, epoch): (Duration, Instant), now: Instant) -> Instant {
+    let since = now.saturating_duration_since(epoch);
+    let n = since.as_nanos() / tick.as_nanos();
+    epoch + tick * u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The first tick strictly after `due` (the scheduler resends when more than the RTO has passed).
@@ -596,6 +617,29 @@ mod tests {
         assert_eq!(b.rtt().rtt(), Duration::from_micros(93_750));
         let (seq, _, _) = b.poll_transmit(t0 + ms(400)).unwrap();
         assert_eq!(seq, 1);
+    }
+
+    #[test]
+    fn a_gap_of_lost_messages_refills_one_message_a_tick() {
+        let t0 = Instant::now();
+        let mut b = agent_buffer(t0);
+        for i in 0..4u8 {
+            b.push(Bytes::from(vec![i]), 1);
+        }
+        for _ in 0..4 {
+            b.poll_transmit(t0).unwrap();
+        }
+        // All four were lost; the client acks each resend at once (a 1 ms round trip).
+        let mut at = Vec::new();
+        while !b.is_empty() {
+            let now = b.next_retransmit().unwrap();
+            let (seq, _, re) = b.poll_transmit(now).unwrap();
+            assert!(re);
+            assert!(b.poll_transmit(now).is_none());
+            assert_eq!(b.ack(seq, now + ms(1)), AckResult::Removed);
+            at.push((now - t0).as_millis());
+        }
+        assert_eq!(at, [300, 400, 500, 600]);
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl Simulator {
     /// The environment a client needs: endpoints, region and credentials.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let c = &self.state.config;
+        let credentials = self.state.credentials();
         vec![
             ("AWS_ENDPOINT_URL_SSM", self.endpoint()),
             ("AWS_ENDPOINT_URL_ECS", self.endpoint()),
@@ -122,11 +123,8 @@ impl Simulator {
             ("AWS_REGION", c.region.clone()),
             // AWS CLI v1 / botocore read only this one.
             ("AWS_DEFAULT_REGION", c.region.clone()),
-            ("AWS_ACCESS_KEY_ID", c.credentials.access_key_id.clone()),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                c.credentials.secret_access_key.clone(),
-            ),
+            ("AWS_ACCESS_KEY_ID", credentials.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key),
             // Last, so readers of the first seven lines (older scripts) are unaffected.
             ("AWS_ENDPOINT_URL_EC2", self.endpoint()),
         ]

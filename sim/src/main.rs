@@ -32,12 +32,17 @@ struct ServeArgs {
     /// Region the endpoints claim to be in.
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Access key id to accept.
+    /// Access key id to accept (default: a random one per run, printed in the export lines).
     #[arg(long)]
     access_key_id: Option<String>,
-    /// Secret access key to accept.
+    /// Secret access key to accept (default: a random one per run).
     #[arg(long)]
     secret_access_key: Option<String>,
+    /// Accept AWS's well-known example key pair instead of random keys (for tests and scripts
+    /// that cannot read the export lines). Anyone on this machine can then use the simulator,
+    /// whose agent runs shells as you.
+    #[arg(long, conflicts_with_all = ["access_key_id", "secret_access_key"])]
+    fixed_credentials: bool,
     /// Accept websocket upgrades without a SigV4 signature (plugins older than 1.2.764.0).
     #[arg(long)]
     allow_unsigned_websocket: bool,
@@ -158,6 +163,9 @@ impl ServeArgs {
             seed: self.faults.seed,
             ..SimConfig::default()
         };
+        if !self.fixed_credentials {
+            c.credentials = rssm_sim::SimCredentials::random();
+        }
         if let Some(k) = self.access_key_id {
             c.credentials.access_key_id = k;
         }

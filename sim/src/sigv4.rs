@@ -41,6 +41,26 @@ impl Default for SimCredentials {
     }
 }
 
+impl SimCredentials {
+    /// A fresh random key pair, for a simulator other local users must not be able to use:
+    /// `rssm demo` and `rssm-sim serve` (whose agent starts real shells as the user running it)
+    /// take one per run unless told otherwise.
+    pub fn random() -> SimCredentials {
+        use rand_core::{OsRng, RngCore};
+        const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let pick = |alphabet: &[u8], n: usize| -> String {
+            (0..n)
+                .map(|_| alphabet[(OsRng.next_u32() as usize) % alphabet.len()] as char)
+                .collect()
+        };
+        SimCredentials {
+            access_key_id: format!("ASIA{}", pick(UPPER, 16)),
+            secret_access_key: pick(SECRET, 40),
+        }
+    }
+}
+
 /// Why a request was not authenticated; `error_type`/`message` are what AWS answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

@@ -65,6 +65,23 @@ fn serve_prints_the_client_environment() {
 }
 
 #[test]
+fn serve_takes_random_keys_per_run_unless_told_to_use_the_example_ones() {
+    // Its agent starts real shells as the user running it: other local users must not be able
+    // to sign requests with keys everybody knows.
+    let example = rssm_sim::SimCredentials::default();
+    let (a, b) = (serve(&[]), serve(&[]));
+    let key = |s: &Served| s.get("AWS_ACCESS_KEY_ID").to_owned();
+    let secret = |s: &Served| s.get("AWS_SECRET_ACCESS_KEY").to_owned();
+    assert_ne!(key(&a), example.access_key_id);
+    assert_ne!(secret(&a), example.secret_access_key);
+    assert_ne!(key(&a), key(&b));
+    assert_ne!(secret(&a), secret(&b));
+    let fixed = serve(&["--fixed-credentials"]);
+    assert_eq!(key(&fixed), example.access_key_id);
+    assert_eq!(secret(&fixed), example.secret_access_key);
+}
+
+#[test]
 fn serve_rejects_a_bad_fleet_file() {
     let out = Command::new(env!("CARGO_BIN_EXE_rssm-sim"))
         .args(["serve", "--fleet", "/nonexistent/fleet.toml"])

@@ -3,6 +3,7 @@
 //! code paths as real sessions: SigV4-signed API calls, the data-channel websocket, the protocol.
 
 use anyhow::{Context, Result};
+use aws_credential_types::Credentials;
 
 use crate::aws::{Aws, AwsOptions};
 use crate::cli::{Cli, DemoArgs, ExecArgs, SessionArgs, ShellArgs};
@@ -12,26 +13,36 @@ const DEMO_TARGET: &str = "i-0123456789abcdef0";
 
 /// Runs the demo and returns the session's exit status.
 pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
-    let sim = rssm_sim::Simulator::start(rssm_sim::SimConfig::default())
+    // Random credentials for this run only: the simulator's agent starts real shells as the
+    // user running the demo, and anyone on this machine could sign requests with fixed keys.
+    let config = rssm_sim::SimConfig {
+        credentials: rssm_sim::SimCredentials::random(),
+        ..rssm_sim::SimConfig::default()
+    };
+    let sim = rssm_sim::Simulator::start(config)
         .await
         .context("cannot start the local simulator")?;
-    // The simulator's endpoint and throwaway credentials reach the SDK the way a user's would:
-    // through the environment of the default credential chain. This runs before any other
-    // thread reads the environment.
-    for (key, value) in sim.env() {
-        std::env::set_var(key, value);
-    }
-    std::env::remove_var("AWS_PROFILE");
     if !cli.quiet {
         eprintln!(
             "rssm demo: simulated Session Manager at {} — instance {DEMO_TARGET} (Name=demo).",
             sim.endpoint()
         );
     }
+    // The simulator's endpoint and credentials go to the SDK directly, not through the
+    // process environment (which other threads may be reading).
+    let keys = sim.state().credentials();
     let aws = Aws::load(&AwsOptions {
         profile: None,
         region: Some(sim.config().region.clone()),
         endpoint_url: Some(sim.endpoint()),
+        every_endpoint: Some(sim.endpoint()),
+        credentials: Some(Credentials::new(
+            keys.access_key_id,
+            keys.secret_access_key,
+            None,
+            None,
+            "rssm-demo",
+        )),
     })
     .await?;
     let session = SessionArgs {

@@ -213,6 +213,17 @@ fn exit_status(o: Outcome) -> u8 {
             error_line(reason);
             EXIT_ERROR
         }
+        // (Merged output has both trailers on stdout and no stderr at all.)
+        None if o.stdout == Ending::Cut
+            || (o.stderr == Ending::Cut && o.stdout != Ending::Whole { merged: true }) =>
+        {
+            error_line(
+                "the session ended before the command's output and exit status arrived in \
+                 full (the agent stops resending 2 s after the command ends, and the \
+                 connection had lost some of it): the output above is incomplete",
+            );
+            EXIT_ERROR
+        }
         None => {
             let cause = if matches!(o.stdout, Ending::Whole { merged: true }) {
                 format!("the document ran the command without {SEPARATE}=true")
@@ -269,6 +280,10 @@ mod tests {
         assert_eq!(exit_status(outcome(End::Finished, None, whole)), 255);
         let merged = Ending::Whole { merged: true };
         assert_eq!(exit_status(outcome(End::Finished, None, merged)), 255);
+        let mut merged_no_stderr = outcome(End::Finished, None, merged);
+        merged_no_stderr.stderr = Ending::Cut;
+        assert_eq!(exit_status(merged_no_stderr), 255);
+        assert_eq!(exit_status(outcome(End::Finished, None, Ending::Cut)), 255);
         assert_eq!(
             exit_status(outcome(End::Finished, Some(0), Ending::Cut)),
             255

@@ -24,12 +24,18 @@ const INSTALLED: &str =
     "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n";
 
 /// Runs the plugin contract on `args` (argv without argv[0]) and returns the exit status.
-pub async fn run(args: &[String], quiet: bool) -> Result<u8> {
+/// `response_env` is the StartSession response variable the caller took out of the
+/// environment (its name and value), when argv names one.
+pub async fn run(
+    args: &[String],
+    response_env: Option<(String, Option<String>)>,
+    quiet: bool,
+) -> Result<u8> {
     let call = plugin_args::parse(args, |name| {
-        let value = std::env::var(name).ok();
-        // The response holds the session token: do not leave it for child processes.
-        std::env::remove_var(name);
-        value
+        response_env
+            .as_ref()
+            .filter(|(n, _)| n == name)
+            .and_then(|(_, value)| value.clone())
     })?;
     match call {
         PluginCall::InstallCheck => {
@@ -72,6 +78,7 @@ async fn run_session(start: PluginStart, quiet: bool) -> Result<u8> {
         profile: start.profile.clone(),
         region: start.region.clone(),
         endpoint_url: start.endpoint_url.clone(),
+        ..AwsOptions::default()
     })
     .await?;
     let started = StartedSession {

@@ -195,6 +195,9 @@ impl Driver {
             self.send_state("Terminating").await;
             self.drain().await;
         }
+        let stats = self.session.stats();
+        tracing::info!(session = %self.spec.session_id, retransmissions = stats.retransmissions,
+            frames_sent = stats.frames_sent, "agent session finished");
         let (output, failed) = self.outcome.take().unwrap_or_default();
         let _ = self
             .link
