@@ -131,17 +131,21 @@ fn pair(seed: u64, c_len: usize, a_len: usize, chunk: usize) -> (Endpoint, Endpo
         a_len,
         chunk,
         rssm_protocol::outgoing::RETRANSMIT_WINDOW,
+        None,
     )
 }
 
-/// `agent_window` 1 is the real agent's head-only retransmission (slow under loss, by design);
-/// the property tests use the windowed scheme on both ends to cover many cases quickly.
+/// `agent_tick` `Some` is the real agent's retransmission (the head only, one message a tick:
+/// slow under loss, by design); `None` a timer per message among the oldest `agent_window` (1:
+/// head-only at the round-trip rate). The property tests use the windowed scheme on both ends
+/// to cover many cases quickly.
 fn pair_with_agent_window(
     seed: u64,
     c_len: usize,
     a_len: usize,
     chunk: usize,
     agent_window: usize,
+    agent_tick: Option<Duration>,
 ) -> (Endpoint, Endpoint) {
     let now = Instant::now();
     let mut seed_c = [0u8; 32];
@@ -156,9 +160,7 @@ fn pair_with_agent_window(
     );
     let mut agent_config = SessionConfig::agent("s", "i");
     agent_config.retransmit_window = agent_window;
-    if agent_window > 1 {
-        agent_config.resend_tick = None;
-    }
+    agent_config.resend_tick = agent_tick;
     let agent = Session::new(agent_config, now, 1_700_000_000_000, seed_a);
     (
         Endpoint::new(client, random_bytes(seed, c_len), chunk),
@@ -207,7 +209,8 @@ fn a_head_only_agent_like_the_real_one_still_delivers_under_loss() {
         delay: Duration::from_millis(20),
         jitter: Duration::from_millis(5),
     };
-    let (mut c, mut a) = pair_with_agent_window(11, 50_000, 50_000, 1024, 1);
+    let tick = Some(rssm_protocol::session::AGENT_RESEND_TICK);
+    let (mut c, mut a) = pair_with_agent_window(11, 50_000, 50_000, 1024, 1, tick);
     let mut c2a = Link::new(5, imp);
     let mut a2c = Link::new(6, imp);
     run(&mut c, &mut a, &mut c2a, &mut a2c);
@@ -216,13 +219,30 @@ fn a_head_only_agent_like_the_real_one_still_delivers_under_loss() {
 }
 
 #[test]
-fn a_head_only_repair_after_an_outage_runs_at_the_round_trip_rate() {
-    // The agent's first window of messages is lost. It resends only its oldest unacknowledged
-    // message, the next one when that is acked: one message a round trip, as long as the client
-    // acks each at once. Holding acks for the delay would add it to every round trip (a 2300
-    // message repair after two websocket kills then outlasted the agent's 4 s drain).
+fn the_real_agents_repair_after_an_outage_refills_one_message_a_tick() {
+    // The agent's first 20 messages are lost. It looks at the head of its unacknowledged list
+    // every 100 ms and resends it once older than its RTO: one message a tick, however quickly
+    // the client acks (PROTOCOL.md §17.3). What a reconnect loses therefore costs 100 ms a frame.
+    let tick = rssm_protocol::session::AGENT_RESEND_TICK;
+    let (mut c, mut a) = pair_with_agent_window(17, 0, 64 * 1024, 1024, 1, Some(tick));
+    let lost = 20u32;
+    let mut c2a = Link::new(9, Impairments::clean(2));
+    let mut a2c = Link::new(10, Impairments::clean(2));
+    a2c.lose_first = u64::from(lost);
+    let took = run(&mut c, &mut a, &mut c2a, &mut a2c);
+    assert_eq!(c.received, a.to_send);
+    assert!(took >= tick * lost, "repair took {took:?}");
+    assert!(took < tick * (lost + 4), "repair took {took:?}");
+    assert_eq!(a.session.stats().retransmissions, u64::from(lost));
+}
+
+#[test]
+fn a_head_only_repair_at_the_round_trip_rate_is_not_slowed_by_held_acks() {
+    // A peer that resends its oldest unacknowledged message, and the next one as soon as that
+    // is acked (head-only at the round-trip rate, not the real agent's 100 ms tick): the client
+    // must ack each at once. Holding acks for the delay would add it to every round trip.
     let rtt = Duration::from_millis(4);
-    let (mut c, mut a) = pair_with_agent_window(13, 0, 256 * 1024, 1024, 1);
+    let (mut c, mut a) = pair_with_agent_window(13, 0, 256 * 1024, 1024, 1, None);
     let lost = a.window as u64;
     let mut c2a = Link::new(7, Impairments::clean(2));
     let mut a2c = Link::new(8, Impairments::clean(2));
