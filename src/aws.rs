@@ -54,7 +54,10 @@ impl std::fmt::Debug for StartedSession {
         f.debug_struct("StartedSession")
             .field("session_id", &self.session_id)
             .field("token", &"<redacted>")
-            .field("stream_url", &self.stream_url)
+            .field(
+                "stream_url",
+                &crate::transport::redact_url(&self.stream_url),
+            )
             .finish()
     }
 }

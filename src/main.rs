@@ -174,6 +174,10 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
 /// Diagnostics go to stderr: warnings by default, -v info, -vv debug for rssm's own crates only
 /// (SDK internals stay at warn so nothing sensitive is ever traced). `RUST_LOG` overrides.
 fn init_tracing(quiet: bool, verbose: u8) {
+    use tracing_subscriber::filter::{filter_fn, FilterExt};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -182,12 +186,52 @@ fn init_tracing(quiet: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Trace output of the websocket and the AWS SDK holds the session token (the
+    // OpenDataChannel frame, StartSessionOutput) and more: none of it unless asked for by name.
+    let wire = std::env::var_os(WIRE_LOG_ENV).is_some_and(|v| !v.is_empty());
+    if wire {
+        eprintln!(
+            "rssm: {WIRE_LOG_ENV} is set: trace logs will show session tokens and signed requests"
+        );
+    }
+    let no_secrets = filter_fn(move |meta| {
+        wire || *meta.level() != tracing::Level::TRACE || !is_wire_target(meta.target())
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
-        .init();
+        .with_filter(filter.and(no_secrets));
+    tracing_subscriber::registry().with(layer).init();
+}
+
+/// Set (to anything) to let `RUST_LOG=trace` show the websocket's frames and the SDK's
+/// requests and responses, secrets included.
+const WIRE_LOG_ENV: &str = "RSSM_LOG_WIRE";
+
+/// Crates whose trace events can carry tokens or credentials: the websocket, HTTP, TLS and
+/// the AWS SDK.
+fn is_wire_target(target: &str) -> bool {
+    const WIRE: [&str; 10] = [
+        "tungstenite",
+        "tokio_tungstenite",
+        "aws_",
+        "hyper",
+        "h2",
+        "rustls",
+        "http",
+        "tower",
+        "reqwest",
+        "log",
+    ];
+    let krate = target.split("::").next().unwrap_or(target);
+    WIRE.iter().any(|w| {
+        if let Some(prefix) = w.strip_suffix('_') {
+            krate.starts_with(prefix) && krate.as_bytes().get(prefix.len()) == Some(&b'_')
+        } else {
+            krate == *w || krate.starts_with(&format!("{w}_"))
+        }
+    })
 }
 
 /// An error and its causes as one line.

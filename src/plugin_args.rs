@@ -46,7 +46,10 @@ impl std::fmt::Debug for PluginStart {
         f.debug_struct("PluginStart")
             .field("session_id", &self.session_id)
             .field("token", &"<redacted>")
-            .field("stream_url", &self.stream_url)
+            .field(
+                "stream_url",
+                &crate::transport::redact_url(&self.stream_url),
+            )
             .field("region", &self.region)
             .field("profile", &self.profile)
             .field("target", &self.target)

@@ -41,7 +41,7 @@ pub struct ChannelAuth {
 impl std::fmt::Debug for ChannelAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelAuth")
-            .field("stream_url", &self.stream_url)
+            .field("stream_url", &redact_url(&self.stream_url))
             .field("token", &"<redacted>")
             .field("client_id", &self.client_id)
             .field("region", &self.region)
@@ -63,7 +63,7 @@ pub async fn connect(auth: &ChannelAuth) -> Result<Ws> {
         .stream_url
         .as_str()
         .into_client_request()
-        .with_context(|| format!("invalid StreamUrl {}", auth.stream_url))?;
+        .with_context(|| format!("invalid StreamUrl {}", redact_url(&auth.stream_url)))?;
     let presigned = request
         .uri()
         .query()
@@ -150,10 +150,15 @@ fn region_from_host(host: &str) -> Option<String> {
     (!region.is_empty() && region.contains('-')).then(|| region.to_owned())
 }
 
+/// A StreamUrl as it may be shown: scheme, host and path, never the query (where presigned
+/// URLs carry their signature and the service its routing data).
+pub fn redact_url(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
 fn describe_connect_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> anyhow::Error {
     use tokio_tungstenite::tungstenite::Error as E;
-    // Only scheme, host and path: the URL carries no secret, but keep the line short.
-    let shown = url.split('?').next().unwrap_or(url);
+    let shown = redact_url(url);
     match e {
         E::Http(resp) => {
             let status = resp.status();
@@ -179,7 +184,7 @@ fn describe_connect_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -
 pub fn check_stream_url(url: &str) -> Result<()> {
     let uri: http::Uri = url
         .parse()
-        .with_context(|| format!("invalid StreamUrl {url}"))?;
+        .with_context(|| format!("invalid StreamUrl {}", redact_url(url)))?;
     match uri.scheme_str() {
         Some("wss") => Ok(()),
         Some("ws") => {
@@ -195,7 +200,7 @@ pub fn check_stream_url(url: &str) -> Result<()> {
                 bail!("refusing unencrypted ws:// StreamUrl to non-loopback host {host}")
             }
         }
-        _ => bail!("StreamUrl must be wss:// (got {url})"),
+        _ => bail!("StreamUrl must be wss:// (got {})", redact_url(url)),
     }
 }
 

@@ -918,3 +918,64 @@ fn a_striped_forward_replaces_a_lost_session_while_the_others_serve() {
     assert!(sim.sim.state().sessions()[&b.session_id].status.is_active());
     fwd.ctrl_c_ends_cleanly();
 }
+
+/// Every token the simulator has issued so far (StartSession and ResumeSession).
+fn tokens_issued(sim: &Sim) -> Vec<String> {
+    sim.sim
+        .state()
+        .sessions()
+        .values()
+        .filter_map(|r| r.token.as_ref().map(|(t, _)| t.clone()))
+        .collect()
+}
+
+/// No session token, no StreamUrl query, in a log.
+fn assert_no_secrets(what: &str, log: &str, tokens: &[String]) {
+    assert!(
+        log.lines().count() > 20,
+        "{what}: expected a trace log, got {log:?}"
+    );
+    for t in tokens {
+        assert!(!log.contains(t.as_str()), "{what}: the token is in the log");
+    }
+    assert!(
+        !log.contains("role=publish_subscribe"),
+        "{what}: a StreamUrl query is in the log"
+    );
+}
+
+#[test]
+fn trace_logs_of_every_mode_hold_no_token_and_no_stream_url_query() {
+    let sim = Sim::start();
+    let trace = |mut cmd: std::process::Command| {
+        cmd.env("RUST_LOG", "trace");
+        cmd
+    };
+    // exec and shell.
+    for args in [&["exec", DEMO, "--", "echo hi"][..], &["shell", DEMO][..]] {
+        let mut cmd = trace(sim.rssm());
+        cmd.args(args);
+        let out = run_bounded(cmd, WAIT);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_no_secrets(args[0], &log, &tokens_issued(&sim));
+    }
+    // forward.
+    let echo = echo_server(b"");
+    let mut cmd = trace(sim.rssm());
+    cmd.args(["forward", DEMO, "-L", &format!("0:localhost:{echo}")]);
+    let mut fwd = Forward::spawn(cmd, Pipe::Stderr);
+    let f = fwd.forwarding(0);
+    assert_eq!(round_trip(f.local, b"traced"), b"traced");
+    fwd.ctrl_c_ends_cleanly();
+    assert_no_secrets("forward", &fwd.seen.join("\n"), &tokens_issued(&sim));
+    // The drop-in plugin, with the response (and its token) in argv.
+    let request = serde_json::json!({ "Target": DEMO });
+    let response = start_session(&sim, &request);
+    let mut cmd = trace(sim.rssm());
+    cmd.args(["plugin", &response, "us-east-1", "StartSession", ""])
+        .arg(request.to_string())
+        .arg(sim.sim.endpoint());
+    let out = run_bounded(cmd, WAIT);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_no_secrets("plugin", &log, &tokens_issued(&sim));
+}
