@@ -175,6 +175,10 @@ pub struct SessionCipher {
     nonces: NonceSource,
 }
 
+/// Both AES-256 key schedules and GHASH keys are overwritten when the cipher is dropped (the
+/// `zeroize` features of `aes`, `aes-gcm` and `polyval`); the nonce counter is no secret.
+impl zeroize::ZeroizeOnDrop for SessionCipher {}
+
 impl fmt::Debug for SessionCipher {
     // Hand-written so key material can never end up in a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -352,6 +356,16 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::{RngCore, SeedableRng};
+
+    #[test]
+    fn key_material_is_overwritten_when_dropped() {
+        // Compile-time: without the `aes` crate's `zeroize` feature the ciphers inside
+        // `Aes256Gcm` would keep their key schedules after a session.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+        wiped_on_drop::<SessionCipher>();
+        wiped_on_drop::<crate::DataKey>();
+    }
 
     /// 0x00, 0x01, … 0x3f: distinct halves, so a swapped half is always detected.
     fn data_key() -> Vec<u8> {

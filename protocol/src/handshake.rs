@@ -91,6 +91,15 @@ pub struct DataKey {
     pub ciphertext_blob: Vec<u8>,
 }
 
+/// The plaintext key is overwritten when the `DataKey` is dropped.
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.plaintext);
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for DataKey {}
+
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataKey")
