@@ -18,6 +18,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Bytes read from the websocket at a time (see [`open`]).
 const READ_BUFFER: usize = 16 * 1024;
+/// Largest websocket message (and frame) accepted. Agent messages carry at most 1024 payload
+/// bytes (a few more encrypted, §12); handshake JSON and `channel_closed` texts are a few KiB.
+/// tungstenite's default is 64 MiB, which a hostile or broken peer could make us buffer.
+pub const MAX_MESSAGE: usize = 256 * 1024;
 
 /// The websocket type every session uses.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -86,7 +90,10 @@ pub async fn connect(auth: &ChannelAuth) -> Result<Ws> {
     // Frames are small and latency matters (keystrokes, acks): no Nagle delay. tungstenite
     // zero-fills its whole read buffer before every read; at the service's ~1000 frames a second
     // the default 128 KiB made that memset the client's biggest cost.
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
     let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
@@ -247,6 +254,31 @@ fn set_rcvlowat(_tcp: &TcpStream, _bytes: u32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_sends_an_oversized_message_is_refused_not_buffered() {
+        use futures_util::StreamExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let _ = ws.send(Message::binary(vec![7u8; 4 * MAX_MESSAGE])).await;
+            let _ = ws.next().await;
+        });
+        let auth = ChannelAuth {
+            stream_url: format!("ws://127.0.0.1:{port}/v1/data-channel/s"),
+            token: "t".into(),
+            client_id: "c".into(),
+            credentials: None,
+            region: "us-east-1".into(),
+        };
+        let mut ws = connect(&auth).await.unwrap();
+        match ws.next().await {
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {}
+            other => panic!("expected a capacity error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn region_comes_from_the_service_host() {

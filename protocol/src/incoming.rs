@@ -16,28 +16,58 @@ pub enum Arrival {
     Buffered,
     /// `s > e` but already stored, or the buffer is full: drop it (acknowledge only if stored).
     AlreadyBuffered,
-    /// `s > e` and no room: drop silently so the peer retransmits later.
+    /// `s > e` and no room (messages or bytes): drop silently so the peer retransmits later.
     Full,
+    /// `s` is further ahead of `e` than the buffer holds messages: no real peer gets
+    /// there (it cannot run further ahead than what it has not had acknowledged); dropped.
+    TooFarAhead,
     /// `s < e`: a duplicate of something processed; re-acknowledge it (§6.3 recommendation).
     Duplicate,
 }
 
+/// What a stored message is counted as beyond its payload (header, map entry), so that a flood
+/// of empty messages is bounded by the byte cap too.
+const PER_MESSAGE_OVERHEAD: usize = 160;
+
 /// The reorder buffer and the expected sequence number.
+///
+/// Bounded three ways against a peer that sends what it likes: at most `capacity` messages, at
+/// most `capacity_bytes` of them, and nothing numbered more than `capacity` ahead of the expected
+/// message (a real peer never runs further ahead than its unacknowledged messages).
 #[derive(Debug)]
 pub struct IncomingBuffer {
     expected: i64,
     pending: BTreeMap<i64, AgentMessage>,
     capacity: usize,
+    capacity_bytes: usize,
+    pending_bytes: usize,
+}
+
+fn stored_size(msg: &AgentMessage) -> usize {
+    msg.payload.len() + PER_MESSAGE_OVERHEAD
 }
 
 impl IncomingBuffer {
-    /// Expects sequence number 0 first.
+    /// Expects sequence number 0 first; holds at most `capacity` messages, and none numbered
+    /// further ahead than that.
     pub fn new(capacity: usize) -> Self {
+        Self::with_byte_cap(capacity, usize::MAX)
+    }
+
+    /// Like [`Self::new`], holding at most `capacity_bytes` (payloads plus a fixed overhead each).
+    pub fn with_byte_cap(capacity: usize, capacity_bytes: usize) -> Self {
         IncomingBuffer {
             expected: 0,
             pending: BTreeMap::new(),
             capacity,
+            capacity_bytes,
+            pending_bytes: 0,
         }
+    }
+
+    /// Bytes held (payloads plus the fixed overhead each).
+    pub fn bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// The next sequence number to deliver.
@@ -62,11 +92,17 @@ impl IncomingBuffer {
             std::cmp::Ordering::Equal => Arrival::InOrder,
             std::cmp::Ordering::Less => Arrival::Duplicate,
             std::cmp::Ordering::Greater => {
+                let ahead = s.saturating_sub(self.expected);
                 if self.pending.contains_key(&s) {
                     Arrival::AlreadyBuffered
-                } else if self.pending.len() >= self.capacity {
+                } else if ahead > i64::try_from(self.capacity).unwrap_or(i64::MAX) {
+                    Arrival::TooFarAhead
+                } else if self.pending.len() >= self.capacity
+                    || self.pending_bytes + stored_size(msg) > self.capacity_bytes
+                {
                     Arrival::Full
                 } else {
+                    self.pending_bytes += stored_size(msg);
                     self.pending.insert(s, msg.clone());
                     Arrival::Buffered
                 }
@@ -79,17 +115,24 @@ impl IncomingBuffer {
         self.expected += 1;
         // A message buffered with the number just delivered (impossible unless the peer reused a
         // number) must not shadow the next one.
-        self.pending.remove(&(self.expected - 1));
+        if let Some(old) = self.pending.remove(&(self.expected - 1)) {
+            self.pending_bytes -= stored_size(&old);
+        }
     }
 
     /// Takes the buffered message that is now expected, if it arrived earlier.
     pub fn take_next(&mut self) -> Option<AgentMessage> {
-        self.pending.remove(&self.expected)
+        let msg = self.pending.remove(&self.expected)?;
+        self.pending_bytes -= stored_size(&msg);
+        Some(msg)
     }
 
     /// Puts back a message taken with [`Self::take_next`] that could not be delivered yet.
     pub fn put_back(&mut self, msg: AgentMessage) {
-        self.pending.insert(msg.sequence_number, msg);
+        self.pending_bytes += stored_size(&msg);
+        if let Some(old) = self.pending.insert(msg.sequence_number, msg) {
+            self.pending_bytes -= stored_size(&old);
+        }
     }
 }
 
@@ -112,13 +155,49 @@ mod tests {
         )
     }
 
+    fn sized(seq: i64, len: usize) -> AgentMessage {
+        let mut msg = m(seq);
+        msg.payload = Bytes::from(vec![0u8; len]);
+        msg
+    }
+
+    #[test]
+    fn far_future_numbers_are_refused_however_much_room_is_left() {
+        let mut b = IncomingBuffer::new(100);
+        assert_eq!(b.arrive(&m(100)), Arrival::Buffered);
+        assert_eq!(b.arrive(&m(101)), Arrival::TooFarAhead);
+        assert_eq!(b.arrive(&m(i64::MAX)), Arrival::TooFarAhead);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn the_byte_cap_bounds_what_is_held_and_frees_as_it_drains() {
+        let cap = 3 * (1024 + PER_MESSAGE_OVERHEAD);
+        let mut b = IncomingBuffer::with_byte_cap(100, cap);
+        for seq in 1..=3 {
+            assert_eq!(b.arrive(&sized(seq, 1024)), Arrival::Buffered);
+        }
+        assert_eq!(b.arrive(&sized(4, 1024)), Arrival::Full);
+        assert_eq!(b.bytes(), cap);
+        b.advance(); // 0 delivered
+        let next = b.take_next().expect("1 was held");
+        assert_eq!(b.bytes(), cap - stored_size(&next));
+        b.put_back(next);
+        assert_eq!(b.bytes(), cap);
+        let next = b.take_next().expect("1 again");
+        assert_eq!(next.sequence_number, 1);
+        b.advance();
+        assert_eq!(b.arrive(&sized(4, 1024)), Arrival::Buffered);
+        assert_eq!(b.bytes(), cap);
+    }
+
     #[test]
     fn classifies_and_drains_in_order() {
         let mut b = IncomingBuffer::new(2);
         assert_eq!(b.arrive(&m(2)), Arrival::Buffered);
         assert_eq!(b.arrive(&m(2)), Arrival::AlreadyBuffered);
         assert_eq!(b.arrive(&m(1)), Arrival::Buffered);
-        assert_eq!(b.arrive(&m(3)), Arrival::Full);
+        assert_eq!(b.arrive(&m(3)), Arrival::TooFarAhead);
         assert_eq!(b.arrive(&m(0)), Arrival::InOrder);
         b.advance();
         assert_eq!(b.arrive(&m(0)), Arrival::Duplicate);

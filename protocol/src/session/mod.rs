@@ -53,6 +53,8 @@ pub struct SessionConfig {
     pub outgoing_capacity: usize,
     /// Most out-of-order messages held for reordering.
     pub incoming_capacity: usize,
+    /// Most bytes of out-of-order messages held (payloads plus a fixed overhead each).
+    pub incoming_capacity_bytes: usize,
     /// End the session when the oldest unacknowledged message has gone this long without an ack.
     /// `None` retransmits forever (the agent's behaviour).
     pub give_up_after: Option<Duration>,
@@ -122,6 +124,8 @@ impl SessionConfig {
             client_version: crate::CLIENT_VERSION.to_owned(),
             outgoing_capacity: 10_000,
             incoming_capacity: 10_000,
+            // 10 000 full messages, with room to spare for encrypted ones.
+            incoming_capacity_bytes: 12 << 20,
             give_up_after: Some(Duration::from_secs(300)),
             retransmit_window: crate::outgoing::RETRANSMIT_WINDOW,
             resend_tick: None,
@@ -142,6 +146,7 @@ impl SessionConfig {
             role: Role::Agent,
             outgoing_capacity: 100_000,
             incoming_capacity: 100_000,
+            incoming_capacity_bytes: usize::MAX,
             give_up_after: None,
             retransmit_window: 1,
             resend_tick: Some(AGENT_RESEND_TICK),
@@ -232,7 +237,10 @@ impl Session {
                     },
                 },
             ),
-            incoming: IncomingBuffer::new(config.incoming_capacity),
+            incoming: IncomingBuffer::with_byte_cap(
+                config.incoming_capacity,
+                config.incoming_capacity_bytes,
+            ),
             config,
             rng: ChaCha20Rng::from_seed(rng_seed),
             unix_ms,
@@ -606,7 +614,7 @@ impl Session {
                 self.stats.duplicates_received += 1;
                 self.ack_at_once(&msg);
             }
-            Arrival::Full => self.stats.reorder_overflow_drops += 1,
+            Arrival::Full | Arrival::TooFarAhead => self.stats.reorder_overflow_drops += 1,
             Arrival::Duplicate => {
                 // Re-ack: the ack may have been lost, and a peer that never hears it retransmits
                 // forever (the agent stalls under loss with the official client, §6.3).
