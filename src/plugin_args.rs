@@ -139,6 +139,29 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Pl
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_argv_is_parsed_or_refused_in_one_line(
+            args in proptest::collection::vec(".*", 0..9),
+            env_value in proptest::option::of(".*"),
+        ) {
+            if let Err(e) = parse(&args, |_| env_value.clone()) {
+                let line = format!("{e:#}");
+                proptest::prop_assert!(!line.contains('\n'), "{line}");
+            }
+        }
+
+        #[test]
+        fn any_response_json_is_parsed_or_refused_in_one_line(json in ".*") {
+            let args: Vec<String> =
+                vec![json, "us-east-1".into(), "StartSession".into(), String::new()];
+            if let Err(e) = parse(&args, |_| None) {
+                let line = format!("{e:#}");
+                proptest::prop_assert!(!line.contains('\n'), "{line}");
+            }
+        }
+    }
+
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
     }

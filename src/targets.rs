@@ -301,6 +301,16 @@ fn pick_one(matches: &[Ec2Instance]) -> Result<String> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_target_text_is_parsed_or_refused_in_one_line(text in ".*") {
+            if let Err(e) = parse(&text) {
+                let line = format!("{e:#}");
+                proptest::prop_assert!(!line.contains('\n'), "{line}");
+            }
+        }
+    }
+
     fn inst(id: &str, name: &str, state: &str) -> Ec2Instance {
         Ec2Instance {
             id: id.into(),

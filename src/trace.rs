@@ -60,9 +60,11 @@ fn describe(rec: &serde_json::Value) -> Result<String, String> {
             let more = if m.payload.len() > 24 { "…" } else { "" };
             format!("{shown}{more}")
         }
+        // One line per frame: control characters (newlines in JSON text) become spaces.
         _ => String::from_utf8_lossy(&m.payload)
             .chars()
             .take(160)
+            .map(|c| if c.is_control() { ' ' } else { c })
             .collect(),
     };
     Ok(format!(
@@ -79,8 +81,47 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     if !s.len().is_multiple_of(2) {
         return Err("odd-length hex".into());
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
+    // Byte pairs, not string slices: a non-ASCII character must be an error, not a panic on a
+    // char boundary.
+    let digit = |b: u8| char::from(b).to_digit(16).ok_or("not a hex digit");
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| Ok((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_hex_line_with_non_ascii_characters_is_an_error_not_a_panic() {
+        assert!(decode_hex("é0").is_err());
+        assert!(decode_hex("0g").is_err());
+        assert_eq!(decode_hex("00ff").unwrap(), [0, 255]);
+        let rec = serde_json::json!({"kind": "binary", "hex": "ab€d"});
+        assert!(describe(&rec).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_is_described_or_refused_in_one_line(
+            kind in prop_oneof![Just("text".to_owned()), Just("binary".to_owned()), ".*"],
+            hex in ".*",
+            text in ".*",
+        ) {
+            let rec = serde_json::json!({"kind": kind, "hex": hex, "text": text});
+            match describe(&rec) {
+                Ok(line) | Err(line) => prop_assert!(!line.contains('\n'), "{line}"),
+            }
+        }
+
+        #[test]
+        fn any_frame_bytes_are_described_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let rec = serde_json::json!({"kind": "binary", "hex": hex});
+            let _ = describe(&rec);
+        }
+    }
 }

@@ -206,6 +206,18 @@ fn parse_bind(s: &str) -> Result<IpAddr> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_forward_spec_is_parsed_or_refused_in_one_line(text in ".*") {
+            for result in [ForwardSpec::parse(&text).map(|_| ()), parse_listen(&text).map(|_| ())] {
+                if let Err(e) = result {
+                    let line = format!("{e:#}");
+                    proptest::prop_assert!(!line.contains('\n'), "{line}");
+                }
+            }
+        }
+    }
+
     fn spec(bind: &str, local_port: u16, host: &str, remote_port: u16) -> ForwardSpec {
         ForwardSpec {
             bind: bind.parse().unwrap(),
