@@ -254,6 +254,19 @@ pub struct SocksArgs {
     /// Sessions per destination, as with `forward --sessions`.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub sessions: u16,
+    /// Most SSM sessions open at once across all destinations; a client asking for a new
+    /// destination past it is refused ("general failure") with a line on stderr.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: u32,
+    /// Most client connections at once (open, or waiting for their destination's session);
+    /// more are refused with a line on stderr.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Require RFC 1929 username/password authentication with this user name; the password
+    /// comes from the environment variable RSSM_SOCKS_PASSWORD (never from the command line,
+    /// which other local users can read).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub session: SessionArgs,
 }

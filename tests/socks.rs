@@ -297,3 +297,116 @@ fn curl_fetches_pages_through_the_proxy_by_name() {
     }
     assert_eq!(sessions(&sim).len(), 1, "both requests used one session");
 }
+
+/// A CONNECT after RFC 1929 authentication; `None` when the proxy refuses the login.
+fn socks_connect_as(
+    proxy: SocketAddr,
+    user: &str,
+    password: &str,
+    port: u16,
+) -> Option<(u8, TcpStream)> {
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 2])
+        .expect("greeting: username/password");
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).expect("method choice");
+    assert_eq!(choice, [5, 2], "username/password chosen");
+    let mut login = vec![1, user.len() as u8];
+    login.extend_from_slice(user.as_bytes());
+    login.push(password.len() as u8);
+    login.extend_from_slice(password.as_bytes());
+    s.write_all(&login).expect("login");
+    let mut status = [0u8; 2];
+    s.read_exact(&mut status).expect("login status");
+    assert_eq!(status[0], 1, "RFC 1929 version");
+    if status[1] != 0 {
+        return None;
+    }
+    let mut req = vec![5, 1, 0];
+    req.extend_from_slice(&ipv4(Ipv4Addr::LOCALHOST));
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).expect("request");
+    let code = read_reply(&mut s);
+    Some((code, s))
+}
+
+#[test]
+fn with_user_only_the_right_login_gets_through() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let mut cmd = sim.rssm();
+    cmd.env("RSSM_SOCKS_PASSWORD", "s3cret-pw")
+        .args(["socks", "0", "--via", DEMO, "--user", "alice"]);
+    let mut proxy = Forward::spawn(cmd, Pipe::Stderr);
+    let line = proxy.wait_line("SOCKS5 proxy on …", |l| l.starts_with("SOCKS5 proxy on "));
+    let addr: SocketAddr = line
+        .trim_start_matches("SOCKS5 proxy on ")
+        .split(';')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    // No authentication offered: no acceptable method.
+    let mut s = connect(addr);
+    s.write_all(&[5, 1, 0]).expect("greeting");
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).expect("method choice");
+    assert_eq!(choice, [5, 0xff]);
+    assert!(socks_connect_as(addr, "alice", "wrong", echo).is_none());
+    assert!(socks_connect_as(addr, "bob", "s3cret-pw", echo).is_none());
+    let (code, s) = socks_connect_as(addr, "alice", "s3cret-pw", echo).expect("logged in");
+    assert_eq!(code, 0);
+    assert_eq!(echo_through(s, b"authenticated"), b"authenticated");
+    proxy.ctrl_c_ends_cleanly();
+    assert!(
+        proxy.seen.iter().all(|l| !l.contains("s3cret-pw")),
+        "{:?}",
+        proxy.seen
+    );
+}
+
+#[test]
+fn user_without_a_password_in_the_environment_is_one_clear_line() {
+    let sim = Sim::start();
+    let mut cmd = sim.rssm();
+    cmd.args(["socks", "0", "--via", DEMO, "--user", "alice"]);
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(err.contains("RSSM_SOCKS_PASSWORD"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn past_max_sessions_a_new_destination_is_refused_and_the_others_go_on() {
+    let sim = Sim::start();
+    let (echo_a, echo_b) = (echo_server(b""), echo_server(b""));
+    let (mut proxy, addr) = start_proxy(&sim, DEMO, &["--max-sessions", "1"]);
+    let (code, a) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo_a);
+    assert_eq!(code, 0);
+    let (code, _b) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo_b);
+    assert_eq!(code, 1, "general failure");
+    let said = proxy.wait_line("the refusal", |l| l.contains("--max-sessions"));
+    assert!(said.contains(&format!("127.0.0.1:{echo_b}")), "{said}");
+    assert_eq!(echo_through(a, b"still here"), b"still here");
+    assert_eq!(sessions(&sim).len(), 1);
+    proxy.ctrl_c_ends_cleanly();
+}
+
+#[test]
+fn past_max_connections_a_client_is_refused_with_a_line() {
+    let sim = Sim::start();
+    let echo = echo_server(b"");
+    let (mut proxy, addr) = start_proxy(&sim, DEMO, &["--max-connections", "1"]);
+    let (code, first) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo);
+    assert_eq!(code, 0);
+    // The first connection is open (its echo proves the forward took it).
+    let mut first_reader = first.try_clone().expect("clone");
+    (&first).write_all(b"open").expect("write");
+    let mut buf = [0u8; 4];
+    first_reader.read_exact(&mut buf).expect("echo");
+    let (code, _second) = socks_connect(addr, &ipv4(Ipv4Addr::LOCALHOST), echo);
+    assert_eq!(code, 1, "general failure");
+    proxy.wait_line("the refusal", |l| l.contains("--max-connections"));
+    drop((first, first_reader));
+    proxy.ctrl_c_ends_cleanly();
+}

@@ -1,6 +1,8 @@
-//! `rssm socks [BIND:]PORT --via TARGET`: a local SOCKS5 proxy (RFC 1928: CONNECT, no
-//! authentication, IPv4, IPv6 and domain names) whose connections leave from TARGET — `ssh -D`
-//! for instances without inbound SSH.
+//! `rssm socks [BIND:]PORT --via TARGET`: a local SOCKS5 proxy (RFC 1928: CONNECT, IPv4, IPv6
+//! and domain names; no authentication, or RFC 1929 username/password with `--user`) whose
+//! connections leave from TARGET — `ssh -D` for instances without inbound SSH. Bounded: at most
+//! `--max-sessions` SSM sessions and `--max-connections` client connections at once; past
+//! either, a client is refused with a line on stderr.
 //!
 //! Each destination gets a forward of its own (PROTOCOL.md §9.4: the remote-host port document,
 //! or the plain one for `localhost`), started by its first connection, shared by later ones over
@@ -11,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,11 +46,77 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const IDLE_CLOSE: Duration = Duration::from_secs(300);
 /// How often idle destinations are looked for.
 const REAP_EVERY: Duration = Duration::from_secs(10);
+/// Where `--user`'s password comes from.
+pub const PASSWORD_ENV: &str = "RSSM_SOCKS_PASSWORD";
+
+/// RFC 1929 credentials a client must present.
+struct Login {
+    user: Vec<u8>,
+    password: Vec<u8>,
+}
+
+impl Login {
+    fn from_args(args: &SocksArgs) -> Result<Option<Login>> {
+        let Some(user) = &args.user else {
+            return Ok(None);
+        };
+        let password = std::env::var(PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .with_context(|| format!("--user needs the password in {PASSWORD_ENV}"))?;
+        if user.is_empty() || user.len() > 255 || password.len() > 255 {
+            bail!("--user and {PASSWORD_ENV} must be 1 to 255 bytes (RFC 1929)");
+        }
+        Ok(Some(Login {
+            user: user.clone().into_bytes(),
+            password: password.into_bytes(),
+        }))
+    }
+
+    /// Compares without stopping at the first difference.
+    fn accepts(&self, user: &[u8], password: &[u8]) -> bool {
+        fn same(a: &[u8], b: &[u8]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        }
+        same(&self.user, user) & same(&self.password, password)
+    }
+}
+
+/// Client connections open or waiting, for `--max-connections`.
+struct Load {
+    counters: Arc<Counters>,
+    waiting: AtomicU64,
+    max: u64,
+}
+
+impl Load {
+    fn full(&self) -> bool {
+        self.counters.open.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed)
+            >= self.max
+    }
+}
+
+/// Counts a connection as waiting for its destination while it lives.
+struct Waiting(Arc<Load>);
+
+impl Waiting {
+    fn new(load: Arc<Load>) -> Waiting {
+        load.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(load)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Serves SOCKS5 until Ctrl-C (exit 0). A destination that cannot be reached fails its own
 /// connections, not the proxy.
 pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
     check_target(&args.via)?;
+    let login = Login::from_args(args)?.map(Arc::new);
     let addr = spec::parse_listen(&args.listen)?;
     let listener = TcpListener::bind(addr)
         .await
@@ -68,7 +137,13 @@ pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
         console.info(&line);
     }
 
+    let load = Arc::new(Load {
+        counters: counters.clone(),
+        waiting: AtomicU64::new(0),
+        max: u64::from(args.max_connections),
+    });
     let mut proxy = Proxy {
+        load: load.clone(),
         aws: aws.clone(),
         args,
         local,
@@ -99,9 +174,17 @@ pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
                 Ok((socket, peer)) => {
                     tracing::debug!(%peer, "SOCKS client connected");
                     let asked_tx = asked_tx.clone();
+                    let (login, load) = (login.clone(), load.clone());
                     negotiating.spawn(async move {
                         let mut socket = socket;
-                        match tokio::time::timeout(NEGOTIATE_TIMEOUT, negotiate(&mut socket, local)).await {
+                        match tokio::time::timeout(NEGOTIATE_TIMEOUT, negotiate(&mut socket, local, login.as_deref())).await {
+                            Ok(Ok(dest)) if load.full() => {
+                                let _ = reply(&mut socket, Reply::GeneralFailure).await;
+                                crate::notice(&format!(
+                                    "refused a connection to {}: {} client connections are open (--max-connections)",
+                                    dest.remote(), load.max
+                                ));
+                            }
                             Ok(Ok(dest)) => { let _ = asked_tx.send((dest, socket)).await; }
                             Ok(Err(e)) => tracing::info!(%peer, "SOCKS negotiation failed: {e:#}"),
                             Err(_) => tracing::info!(%peer, "SOCKS client said nothing within {NEGOTIATE_TIMEOUT:?}"),
@@ -129,17 +212,38 @@ pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
 
 /// The SOCKS5 greeting and request (RFC 1928 §3–5): where the client wants to go, as a forward
 /// listening on `local`. Unsupported requests get their reply code before the error.
-async fn negotiate(socket: &mut TcpStream, local: SocketAddr) -> Result<ForwardSpec> {
+async fn negotiate(
+    socket: &mut TcpStream,
+    local: SocketAddr,
+    login: Option<&Login>,
+) -> Result<ForwardSpec> {
     let hello = handshake::Request::read_from(socket).await?;
-    if !hello.methods.contains(&Method::NONE) {
+    let wanted = if login.is_some() {
+        Method::PASSWORD
+    } else {
+        Method::NONE
+    };
+    if !hello.methods.contains(&wanted) {
         handshake::Response::new(Method::UNACCEPTABLE)
             .write_to(socket)
             .await?;
-        bail!("the client offers no method without authentication");
+        match login {
+            Some(_) => bail!("the client offers no username/password authentication"),
+            None => bail!("the client offers no method without authentication"),
+        }
     }
-    handshake::Response::new(Method::NONE)
-        .write_to(socket)
-        .await?;
+    handshake::Response::new(wanted).write_to(socket).await?;
+    if let Some(login) = login {
+        // RFC 1929: version 1, the user name and the password; status 0 lets the client on.
+        let offered = handshake::password::Request::read_from(socket).await?;
+        let ok = login.accepts(&offered.username, &offered.password);
+        handshake::password::Response::new(ok)
+            .write_to(socket)
+            .await?;
+        if !ok {
+            bail!("wrong user name or password");
+        }
+    }
     let request = match Request::read_from(socket).await {
         Ok(r) => r,
         Err(SocksError::Protocol(e)) => {
@@ -209,6 +313,7 @@ struct Destination {
 type Ended = (String, u64, Result<()>);
 
 struct Proxy<'a> {
+    load: Arc<Load>,
     aws: Aws,
     args: &'a SocksArgs,
     local: SocketAddr,
@@ -225,7 +330,22 @@ impl Proxy<'_> {
     /// takes the connection once a session is up; the client hears the outcome first.
     fn connect(&mut self, spec: ForwardSpec, mut socket: TcpStream) {
         let key = spec.remote().to_string();
+        // Bounded by --max-connections: checked before a client gets here.
+        let waiting = Waiting::new(self.load.clone());
         if !self.destinations.contains_key(&key) {
+            let open = self.destinations.len() as u64 * u64::from(self.args.sessions);
+            if open + u64::from(self.args.sessions) > u64::from(self.args.max_sessions) {
+                crate::notice(&format!(
+                    "refused a connection to {key}: {open} sessions are open for other \
+                     destinations (--max-sessions {})",
+                    self.args.max_sessions
+                ));
+                tokio::spawn(async move {
+                    let _ = reply(&mut socket, Reply::GeneralFailure).await;
+                    drop(waiting);
+                });
+                return;
+            }
             let dest = self.start(&key, spec);
             self.destinations.insert(key.clone(), dest);
         }
@@ -235,6 +355,7 @@ impl Proxy<'_> {
         dest.last_used = Instant::now();
         let lanes = dest.lanes.clone();
         tokio::spawn(async move {
+            let _waiting = waiting;
             let ready = tokio::time::timeout(READY_TIMEOUT, lanes.ready()).await;
             let outcome = match ready {
                 Ok(Ok(())) => Reply::Succeeded,
