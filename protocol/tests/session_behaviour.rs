@@ -808,3 +808,59 @@ fn a_hurried_pacer_wakes_per_message_and_a_calm_one_per_batch() {
         "calm again"
     );
 }
+
+/// Arbitrary handshake-shaped JSON: known keys with values of any type, unknown keys, and
+/// plain strings.
+fn handshake_json() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        Just("null".to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        ".{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just(r#"{"SessionType":"Port","Properties":{"type":"LocalPortForwarding"}}"#.to_owned()),
+        Just(r#"{"KMSKeyId":7,"Challenge":"!!"}"#.to_owned()),
+        Just("[[[]]]".to_owned()),
+    ];
+    let action = (
+        prop_oneof![
+            Just("SessionType".to_owned()),
+            Just("KMSEncryption".to_owned()),
+            ".{0,8}"
+        ],
+        value.clone(),
+    )
+        .prop_map(|(t, p)| {
+            format!(
+                r#"{{"ActionType":{},"ActionParameters":{p}}}"#,
+                serde_json::to_string(&t).unwrap()
+            )
+        });
+    prop_oneof![
+        ".{1,64}",
+        (value, proptest::collection::vec(action, 0..4)).prop_map(|(v, actions)| format!(
+            r#"{{"AgentVersion":{v},"RequestedClientActions":[{}]}}"#,
+            actions.join(",")
+        )),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn any_handshake_request_is_answered_or_refused_in_one_line(json in handshake_json()) {
+        let now = Instant::now();
+        let mut c = client(now);
+        let mut a = agent(now);
+        a.send(PayloadType::HandshakeRequest, Bytes::from(json)).unwrap();
+        exchange(&mut a, &mut c, now);
+        let mut kms = FakeKms { calls: vec![] };
+        c.resolve_data_key(&mut kms);
+        exchange(&mut a, &mut c, now);
+        for ev in events(&mut c) {
+            if let Event::Closed(reason) = ev {
+                let line = reason.to_string();
+                prop_assert!(!line.contains('\n'), "{line}");
+            }
+        }
+    }
+}

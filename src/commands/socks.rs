@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use socks5_proto::handshake::{self, Method};
 use socks5_proto::{Address, Command as SocksCommand, Error as SocksError, ProtocolError};
 use socks5_proto::{Reply, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -212,8 +213,8 @@ pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
 
 /// The SOCKS5 greeting and request (RFC 1928 §3–5): where the client wants to go, as a forward
 /// listening on `local`. Unsupported requests get their reply code before the error.
-async fn negotiate(
-    socket: &mut TcpStream,
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
     local: SocketAddr,
     login: Option<&Login>,
 ) -> Result<ForwardSpec> {
@@ -293,7 +294,7 @@ fn is_host_name(name: &str) -> bool {
 }
 
 /// The reply to a CONNECT request; the bound address is not ours to tell (it is on the target).
-async fn reply(socket: &mut TcpStream, code: Reply) -> std::io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(socket: &mut S, code: Reply) -> std::io::Result<()> {
     Response::new(code, Address::unspecified())
         .write_to(socket)
         .await
@@ -433,6 +434,67 @@ impl Proxy<'_> {
     fn stop_all(&mut self) {
         for (_, dest) in self.destinations.drain() {
             let _ = dest.stop.send(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_client_bytes_are_negotiated_or_refused_in_one_line(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            with_login in proptest::prelude::any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let login = Login { user: b"u".to_vec(), password: b"p".to_vec() };
+            let local: SocketAddr = "127.0.0.1:1080".parse().unwrap();
+            let result = rt.block_on(async {
+                use tokio::io::AsyncWriteExt;
+                let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+                client.write_all(&bytes).await.unwrap();
+                client.shutdown().await.unwrap();
+                let login = with_login.then_some(&login);
+                let out = negotiate(&mut server, local, login).await;
+                drop(client);
+                out
+            });
+            if let Err(e) = result {
+                let line = format!("{e:#}");
+                proptest::prop_assert!(!line.contains('\n'), "{line}");
+            }
+        }
+
+        #[test]
+        fn a_well_formed_connect_with_the_right_login_is_understood(port in 1u16.., user_ok in proptest::prelude::any::<bool>()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let login = Login { user: b"u".to_vec(), password: b"p".to_vec() };
+            let local: SocketAddr = "127.0.0.1:1080".parse().unwrap();
+            let mut bytes = vec![5, 1, 2, 1, 1, b'u', 1, if user_ok { b'p' } else { b'x' }];
+            bytes.extend_from_slice(&[5, 1, 0, 3, 4]);
+            bytes.extend_from_slice(b"host");
+            bytes.extend_from_slice(&port.to_be_bytes());
+            let result = rt.block_on(async {
+                use tokio::io::AsyncWriteExt;
+                let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+                client.write_all(&bytes).await.unwrap();
+                let out = negotiate(&mut server, local, Some(&login)).await;
+                drop(client);
+                out
+            });
+            match result {
+                Ok(spec) => {
+                    proptest::prop_assert!(user_ok);
+                    proptest::prop_assert_eq!((spec.host.as_str(), spec.remote_port), ("host", port));
+                }
+                Err(e) => {
+                    proptest::prop_assert!(!user_ok);
+                    let line = format!("{e:#}");
+                    proptest::prop_assert!(line.contains("wrong user name or password"), "{line}");
+                }
+            }
         }
     }
 }
