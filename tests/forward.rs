@@ -979,3 +979,71 @@ fn trace_logs_of_every_mode_hold_no_token_and_no_stream_url_query() {
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_no_secrets("plugin", &log, &tokens_issued(&sim));
 }
+
+#[test]
+fn a_connection_that_stops_reading_is_dropped_and_the_others_go_on() {
+    // A server that streams 64 MiB to a connection that says `S` and echoes one that says `E`.
+    let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = server.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for conn in server.incoming().take(3) {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                let mut kind = [0u8; 1];
+                if conn.read_exact(&mut kind).is_err() {
+                    return;
+                }
+                if kind[0] == b'S' {
+                    let chunk = vec![b's'; 64 * 1024];
+                    for _ in 0..1024 {
+                        if conn.write_all(&chunk).is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let mut r = conn.try_clone().unwrap();
+                    let _ = std::io::copy(&mut r, &mut conn);
+                }
+            });
+        }
+    });
+    let sim = Sim::uncapped();
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{port}")]);
+    let f = fwd.forwarding(0);
+    // A asks for the stream and never reads it: the session's receive buffer fills.
+    let mut stalled = connect(f.local);
+    stalled.write_all(b"S").expect("ask for the stream");
+    let stalled_port = stalled.local_addr().unwrap().port();
+    // B, on the same session, waits behind it until A is dropped, then works.
+    let mut other = connect(f.local);
+    other.write_all(b"E").expect("ask for an echo");
+    other.write_all(b"still alive").expect("write");
+    other
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    let mut buf = [0u8; 11];
+    other.read_exact(&mut buf).expect("the echo arrives");
+    assert_eq!(&buf, b"still alive");
+    let line = fwd.wait_line_within(
+        "about the dropped connection",
+        Duration::from_secs(90),
+        |l| l.contains("dropped the connection"),
+    );
+    assert!(
+        line.contains(&format!("127.0.0.1:{stalled_port}")),
+        "{line}"
+    );
+    // A was closed: draining it ends (EOF or reset), it does not hang.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    loop {
+        match stalled.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert_eq!(round_trip(f.local, b"Enew one"), b"new one");
+    fwd.ctrl_c_ends_cleanly();
+}

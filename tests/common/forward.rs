@@ -62,10 +62,20 @@ impl Forward {
 
     /// Waits for an output line matching `pred` (looking at lines already seen first).
     pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_line_within(what, WAIT, pred)
+    }
+
+    /// [`Forward::wait_line`] with a deadline of its own.
+    pub fn wait_line_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         if let Some(l) = self.seen.iter().find(|l| pred(l)) {
             return l.clone();
         }
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -75,7 +85,7 @@ impl Forward {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line {what} within {WAIT:?}; saw {:?}", self.seen),
+                Err(_) => panic!("no line {what} within {within:?}; saw {:?}", self.seen),
             }
         }
     }

@@ -300,6 +300,11 @@ impl SmuxSession {
         self.buffered
     }
 
+    /// Received-but-unread bytes of one stream (0 for an unknown one).
+    pub fn stream_buffered(&self, id: StreamId) -> usize {
+        self.streams.get(&id).map_or(0, |s| s.buffered())
+    }
+
     /// Whether the caller should feed more input. xtaci stops reading the connection while
     /// `max_receive_buffer` bytes are unread (its token bucket is empty), which pushes back on the
     /// peer through the transport; the sans-IO caller does the same by pausing `handle_input`.

@@ -50,12 +50,19 @@ const RECEIVE_BUFFER: usize = 1024 * 1024;
 const INTERACTIVE_BYTES: usize = 256;
 /// Connection events in flight, from all connections together (each ≤ 32 KiB of data).
 const EVENT_QUEUE: usize = 32;
+/// How long the session's receive buffer may stay full before the connection holding the most
+/// of it is dropped. smux v1 has no per-stream flow control: one local client that stops
+/// reading (a paused program, a stuck pipe) would otherwise stop every connection of the
+/// session, and with them the driver's acknowledgements, for good.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A local connection as the loop sees it.
 struct Stream {
     conn: Conn,
+    /// The local client's address, for messages.
+    peer: Option<std::net::SocketAddr>,
     /// Bytes delivered towards the local socket so far.
     bytes_down: u64,
     /// The agent sent FIN: once the buffered bytes are delivered, the socket is half-closed.
@@ -95,6 +102,7 @@ pub async fn serve<R: Reports>(
         paced,
         readable: BTreeSet::new(),
         refused_pending: 0,
+        full_since: None,
         events_tx,
         room: Arc::new(Notify::new()),
         up_pool: Arc::new(Semaphore::new(UP_POOL)),
@@ -121,6 +129,8 @@ struct Mux<'a> {
     readable: BTreeSet<StreamId>,
     /// ConnectToPortError flags not yet matched to the stream the agent closed.
     refused_pending: usize,
+    /// Since when the session's receive buffer has been full (see [`STALL_LIMIT`]).
+    full_since: Option<Instant>,
     events_tx: mpsc::Sender<ConnEvent>,
     room: Arc<Notify>,
     /// The upload credit all connections share (see [`Credit`]).
@@ -158,6 +168,7 @@ impl Mux<'_> {
                 return stop;
             }
             self.deliver();
+            let stall_deadline = self.drop_stalled();
             if demand.is_none() {
                 self.take_turns(OUTPUT_LOW_UNPACED);
             }
@@ -218,6 +229,7 @@ impl Mux<'_> {
                     }
                 },
                 _ = self.room.notified(), if !self.readable.is_empty() => {}
+                _ = sleep_until_opt(stall_deadline) => {}
                 Some(event) = events.recv() => {
                     if self.on_conn_event(event) {
                         if let Some(hurry) = hurry {
@@ -267,6 +279,7 @@ impl Mux<'_> {
                 self.ctx.opened();
                 self.ctx.on_accept(false);
                 let credit = Arc::new(Credit::new(UP_CREDIT, self.up_pool.clone()));
+                let peer = socket.peer_addr().ok();
                 let conn = Conn::spawn_credited(
                     id.0,
                     socket,
@@ -279,6 +292,7 @@ impl Mux<'_> {
                     id,
                     Stream {
                         conn,
+                        peer,
                         bytes_down: 0,
                         remote_fin: false,
                         up: VecDeque::new(),
@@ -497,6 +511,36 @@ impl Mux<'_> {
         } else {
             self.readable.insert(id);
         }
+    }
+
+    /// While the receive buffer is full, drops the blocked connection holding the most of it
+    /// once the buffer has been full for [`STALL_LIMIT`]; returns when to look again.
+    fn drop_stalled(&mut self) -> Option<Instant> {
+        if self.smux.can_receive() {
+            self.full_since = None;
+            return None;
+        }
+        let now = Instant::now();
+        let since = *self.full_since.get_or_insert(now);
+        let deadline = since + STALL_LIMIT;
+        if now < deadline {
+            return Some(deadline);
+        }
+        let id = self
+            .readable
+            .iter()
+            .copied()
+            .max_by_key(|id| self.smux.stream_buffered(*id))?;
+        let bytes = self.smux.stream_buffered(id);
+        let _ = self.smux.drop_stream(id);
+        self.readable.remove(&id);
+        if let Some(stream) = self.streams.remove(&id) {
+            self.ctx.on_stalled(stream.peer, now - since, bytes);
+            stream.conn.abort();
+            self.ctx.closed();
+        }
+        self.full_since = None;
+        None
     }
 
     /// Closes a refused connection's socket both ways, so the local client sees it fail at once.

@@ -135,6 +135,19 @@ impl Ctx {
         }
     }
 
+    /// A connection whose reader took nothing while the session's receive buffer stayed full
+    /// was dropped (see `mux::STALL_LIMIT`).
+    pub fn on_stalled(&self, peer: Option<std::net::SocketAddr>, waited: Duration, bytes: usize) {
+        let from = peer.map_or_else(String::new, |p| format!(" from {p}"));
+        self.console.line(&format!(
+            "rssm: dropped the connection{from} to {}: it read nothing for {} s while {} KiB \
+             for it held up every other connection of the session",
+            self.remote,
+            waited.as_secs(),
+            bytes / 1024
+        ));
+    }
+
     /// The agent could not connect to the destination for a connection.
     pub fn on_refused(&self) {
         match &self.voice {
