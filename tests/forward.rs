@@ -1047,3 +1047,77 @@ fn a_connection_that_stops_reading_is_dropped_and_the_others_go_on() {
     assert_eq!(round_trip(f.local, b"Enew one"), b"new one");
     fwd.ctrl_c_ends_cleanly();
 }
+
+/// Peak RSS of a forward that carried one round trip, through an agent configured by `faults`,
+/// once `hostile_frames` frames of misbehaviour were sent; checks the forward still works.
+fn forward_peak_rss(faults: FaultConfig, hostile_frames: u64) -> u64 {
+    let what = format!("{:?}", faults.hostile);
+    let sim = Sim::with_config(SimConfig {
+        agent_read_pause: Duration::ZERO,
+        faults,
+        ..SimConfig::default()
+    });
+    let echo = echo_server(b"");
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
+    let f = fwd.forwarding(0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sim.sim.state().hostile_sent() < hostile_frames {
+        assert!(
+            Instant::now() < deadline && fwd.is_running(),
+            "{what}: sent {} of {hostile_frames}; stderr {:?}",
+            sim.sim.state().hostile_sent(),
+            fwd.seen
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(round_trip(f.local, b"after the flood"), b"after the flood");
+    let rss = fwd.peak_rss();
+    fwd.ctrl_c_ends_cleanly();
+    let ours: Vec<&String> = fwd
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("rssm: "))
+        .collect();
+    assert!(ours.len() <= 3, "{what}: {ours:?}");
+    rss
+}
+
+/// A forward through an agent that misbehaves in `mode` once: the forward goes on (the session
+/// itself, or a new one after one clear line), and rssm's peak memory grows by less than the
+/// reorder buffer's 12 MiB cap plus a margin over the same forward with a well-behaved agent
+/// (the tests run a debug build, whose own pages are most of its RSS).
+fn survives_a_hostile_agent(mode: rssm_sim::Hostile) {
+    let baseline = forward_peak_rss(FaultConfig::default(), 0);
+    let faults = FaultConfig {
+        hostile: Some(mode),
+        ..FaultConfig::default()
+    };
+    let rss = forward_peak_rss(faults, mode.frames());
+    let grew = rss.saturating_sub(baseline);
+    assert!(
+        grew < 16 << 20,
+        "{mode:?}: peak RSS {} MiB, {} MiB over a well-behaved agent's",
+        rss >> 20,
+        grew >> 20
+    );
+}
+
+#[test]
+fn far_future_sequence_numbers_are_refused_not_buffered() {
+    survives_a_hostile_agent(rssm_sim::Hostile::FarFutureSequence);
+}
+
+#[test]
+fn a_flood_within_the_reorder_window_is_held_to_its_byte_cap() {
+    survives_a_hostile_agent(rssm_sim::Hostile::NearFutureFlood);
+}
+
+#[test]
+fn an_oversized_websocket_message_costs_a_reconnect_not_memory() {
+    survives_a_hostile_agent(rssm_sim::Hostile::OversizedFrame);
+}
+
+#[test]
+fn a_flood_of_smux_syns_from_the_agent_is_ignored() {
+    survives_a_hostile_agent(rssm_sim::Hostile::SmuxSynFlood);
+}

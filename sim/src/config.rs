@@ -128,6 +128,55 @@ pub struct FaultConfig {
     /// An API operation (`ResumeSession`, …) that answers only after this long, like a slow
     /// or congested endpoint.
     pub delay_api: Option<(String, Duration)>,
+    /// A broken or hostile agent, to see that a client's memory stays bounded.
+    pub hostile: Option<Hostile>,
+}
+
+/// What a hostile agent sends a client, once per session ([`FaultConfig::hostile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// [`Hostile::BIG_FLOOD`] Output messages of 64 KiB numbered a million ahead of anything
+    /// sent.
+    FarFutureSequence,
+    /// [`Hostile::BIG_FLOOD`] Output messages of 64 KiB numbered from 1000 on: within any
+    /// reorder window, so only a cap on bytes holds them.
+    NearFutureFlood,
+    /// One websocket message of 4 MiB.
+    OversizedFrame,
+    /// [`Hostile::FLOOD`] Output messages of 128 smux SYNs each, opening streams the client
+    /// never asked for.
+    SmuxSynFlood,
+}
+
+impl Hostile {
+    /// Messages in the SYN flood.
+    pub const FLOOD: u64 = 20_000;
+    /// Messages in the 64 KiB floods (125 MiB).
+    pub const BIG_FLOOD: u64 = 2_000;
+
+    /// Frames (or messages) the fault sends in all.
+    pub fn frames(self) -> u64 {
+        match self {
+            Hostile::OversizedFrame => 1,
+            Hostile::SmuxSynFlood => Hostile::FLOOD,
+            Hostile::FarFutureSequence | Hostile::NearFutureFlood => Hostile::BIG_FLOOD,
+        }
+    }
+}
+
+impl std::str::FromStr for Hostile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Hostile, String> {
+        match s {
+            "far-future-sequence" => Ok(Hostile::FarFutureSequence),
+            "near-future-flood" => Ok(Hostile::NearFutureFlood),
+            "oversized-frame" => Ok(Hostile::OversizedFrame),
+            "smux-syn-flood" => Ok(Hostile::SmuxSynFlood),
+            _ => Err(format!(
+                "unknown hostile mode {s:?} (far-future-sequence, near-future-flood, oversized-frame, smux-syn-flood)"
+            )),
+        }
+    }
 }
 
 impl Default for FaultConfig {
@@ -151,6 +200,7 @@ impl Default for FaultConfig {
             agent_restart_for: Duration::from_secs(5),
             hang_api: Vec::new(),
             delay_api: None,
+            hostile: None,
         }
     }
 }

@@ -31,7 +31,7 @@ pub mod relay;
 pub mod sigv4;
 pub mod state;
 
-pub use config::{FaultConfig, SimConfig};
+pub use config::{FaultConfig, Hostile, SimConfig};
 pub use fleet::{Fleet, Target};
 pub use sigv4::SimCredentials;
 

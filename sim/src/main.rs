@@ -134,6 +134,10 @@ struct FaultArgs {
     /// An API operation that answers only after SECS seconds (OPERATION=SECS).
     #[arg(long = "delay-api", value_name = "OPERATION=SECS")]
     delay_api: Option<String>,
+    /// A hostile agent: far-future-sequence, near-future-flood, oversized-frame or
+    /// smux-syn-flood.
+    #[arg(long, value_name = "MODE")]
+    hostile: Option<rssm_sim::Hostile>,
 }
 
 fn secs(s: f64) -> anyhow::Result<Duration> {
@@ -193,6 +197,7 @@ impl ServeArgs {
             agent_restart_after: f.agent_restart_after_secs.map(secs).transpose()?,
             agent_restart_for: secs(f.agent_restart_for_secs)?,
             hang_api: f.hang_api,
+            hostile: f.hostile,
             delay_api: f
                 .delay_api
                 .map(|spec| -> anyhow::Result<(String, Duration)> {

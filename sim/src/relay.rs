@@ -143,6 +143,7 @@ pub struct Relay {
     order: u64,
     kills_done: u32,
     told_agent_pause: bool,
+    hostile_done: bool,
     agent_disconnect_at: Option<Instant>,
     agent_away_until: Option<Instant>,
     agent_restart_at: Option<Instant>,
@@ -203,6 +204,7 @@ impl Relay {
             order: 0,
             kills_done: 0,
             told_agent_pause: false,
+            hostile_done: false,
             agent_away_until: None,
             started: now,
             last_activity: now,
@@ -345,6 +347,7 @@ impl Relay {
                 });
                 self.state
                     .set_status(&self.session_id, SessionStatus::Connected);
+                self.misbehave().await;
                 if self.told_agent_pause {
                     self.told_agent_pause = false;
                     self.send_to_agent(gateway_message(
@@ -366,6 +369,55 @@ impl Relay {
             }
             RelayCommand::KillClient => self.kill_client().await,
             RelayCommand::Terminate { output } => self.finish(output, false).await,
+        }
+    }
+
+    /// A hostile agent's frames that bypass its session ([`crate::Hostile`]), once, to the
+    /// first client that attaches.
+    async fn misbehave(&mut self) {
+        let Some(mode) = self
+            .state
+            .config
+            .faults
+            .hostile
+            .filter(|_| !self.hostile_done)
+        else {
+            return;
+        };
+        self.hostile_done = true;
+        let frame = |seq: i64, payload: Bytes| {
+            AgentMessage::new(
+                MessageType::OutputStreamData,
+                seq,
+                0,
+                unix_ms(),
+                uuid::Uuid::new_v4(),
+                PayloadType::Output,
+                payload,
+            )
+            .encode()
+        };
+        match mode {
+            crate::Hostile::FarFutureSequence | crate::Hostile::NearFutureFlood => {
+                let first = if mode == crate::Hostile::NearFutureFlood {
+                    1_000
+                } else {
+                    1_000_000
+                };
+                let payload = Bytes::from(vec![b'x'; 64 * 1024]);
+                for i in 0..crate::Hostile::BIG_FLOOD {
+                    self.send_to_client(frame(first + i as i64, payload.clone()))
+                        .await;
+                    self.state.count_hostile();
+                }
+            }
+            crate::Hostile::OversizedFrame => {
+                self.send_to_client(frame(1, Bytes::from(vec![b'x'; 4 << 20])))
+                    .await;
+                self.state.count_hostile();
+            }
+            // The agent's own plugin sends this one (see `agent::port`).
+            crate::Hostile::SmuxSynFlood => {}
         }
     }
 

@@ -115,6 +115,8 @@ pub struct SimState {
     throttled: AtomicU64,
     /// Agent frames the gateway dropped because no client was attached, in all sessions.
     dropped_while_away: AtomicU64,
+    /// Frames a hostile agent ([`crate::Hostile`]) has sent, in all sessions.
+    hostile_sent: AtomicU64,
     /// The key pair requests must be signed with now ([`SimState::rotate_credentials`]).
     credentials: Mutex<SimCredentials>,
 }
@@ -134,6 +136,7 @@ impl SimState {
             agent_restart: Mutex::new(None),
             throttled: AtomicU64::new(0),
             dropped_while_away: AtomicU64::new(0),
+            hostile_sent: AtomicU64::new(0),
             credentials: Mutex::new(config_credentials),
         }
     }
@@ -142,6 +145,15 @@ impl SimState {
     /// websocket's end and the next OpenDataChannel), in all sessions so far.
     pub fn dropped_while_away(&self) -> u64 {
         self.dropped_while_away.load(Ordering::Relaxed)
+    }
+
+    /// Frames (messages) a hostile agent has sent so far, in all sessions.
+    pub fn hostile_sent(&self) -> u64 {
+        self.hostile_sent.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_hostile(&self) {
+        self.hostile_sent.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_dropped_while_away(&self) {

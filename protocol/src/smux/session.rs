@@ -186,6 +186,15 @@ impl SmuxSession {
         Ok(())
     }
 
+    /// Forgets a stream the peer opened and we will not serve, without answering it: a peer that
+    /// floods SYNs then costs no output either (xtaci leaves such streams unanswered in its
+    /// accept backlog).
+    pub fn refuse_stream(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.remove(&id) {
+            self.buffered -= stream.buffered();
+        }
+    }
+
     /// Feeds bytes received from the peer, fragmented anyhow (§9.4.3).
     ///
     /// Overdue keep-alive deadlines are processed first, judged without these bytes, so a caller

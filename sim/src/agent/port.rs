@@ -288,6 +288,9 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
     };
     let mut smux = SmuxSession::new(SmuxRole::Server, config, Instant::now());
     let _ = ctx.output.send(FromPlugin::Ready).await;
+    if ctx.state.config.faults.hostile == Some(crate::Hostile::SmuxSynFlood) {
+        syn_flood(&ctx).await;
+    }
     let (ev_tx, mut ev_rx) = mpsc::channel::<StreamMsg>(64);
     let mut streams: HashMap<StreamId, MuxStream> = HashMap::new();
     let mut readable: HashSet<StreamId> = HashSet::new();
@@ -418,6 +421,28 @@ async fn mux(mut ctx: PluginContext, dest: String, keepalive: bool) {
             changed = ctx.active.changed(), if !active => if changed.is_err() { return },
             _ = tokio::time::sleep_until(wake.into()) => smux.handle_timeout(Instant::now()),
         }
+    }
+}
+
+/// [`crate::Hostile::SmuxSynFlood`]: messages of 128 smux SYN headers (version 1, cmd 0,
+/// length 0, a new even stream id each, as a server's), opening streams nobody asked for.
+async fn syn_flood(ctx: &PluginContext) {
+    let mut id: u32 = 2;
+    for _ in 0..crate::Hostile::FLOOD {
+        let mut msg = Vec::with_capacity(READ_CHUNK);
+        for _ in 0..READ_CHUNK / 8 {
+            msg.extend_from_slice(&[1, 0, 0, 0]);
+            msg.extend_from_slice(&id.to_le_bytes());
+            id = id.wrapping_add(2);
+        }
+        let sent = ctx
+            .output
+            .send(FromPlugin::Send(PayloadType::Output, Bytes::from(msg)))
+            .await;
+        if sent.is_err() {
+            return;
+        }
+        ctx.state.count_hostile();
     }
 }
 

@@ -324,9 +324,10 @@ impl Mux<'_> {
                 }
                 SmuxEvent::StreamFinished(id) => self.on_remote_fin(id),
                 SmuxEvent::StreamOpened(id) => {
-                    // The agent is the smux server and never opens streams; refuse politely.
-                    tracing::debug!(stream = id.0, "agent opened a stream; closing it");
-                    let _ = self.smux.drop_stream(id);
+                    // The agent is the smux server and never opens streams: forget it, without
+                    // a FIN, so a flood of them costs nothing but the reading.
+                    tracing::debug!(stream = id.0, "agent opened a stream; ignoring it");
+                    self.smux.refuse_stream(id);
                 }
                 SmuxEvent::SessionClosed(e) => {
                     return Some(Stop::Failed(format!("the smux session failed: {e}")));
