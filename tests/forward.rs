@@ -951,8 +951,17 @@ fn trace_logs_of_every_mode_hold_no_token_and_no_stream_url_query() {
         cmd.env("RUST_LOG", "trace");
         cmd
     };
-    // exec and shell.
-    for args in [&["exec", DEMO, "--", "echo hi"][..], &["shell", DEMO][..]] {
+    // exec and shell (a shell session that ends by itself: piped-in EOF racing the remote
+    // shell's start-up is not what this test is about).
+    let shell = [
+        "shell",
+        DEMO,
+        "--document",
+        "AWS-StartInteractiveCommand",
+        "--parameters",
+        "command=echo hi",
+    ];
+    for args in [&["exec", DEMO, "--", "echo hi"][..], &shell[..]] {
         let mut cmd = trace(sim.rssm());
         cmd.args(args);
         let out = run_bounded(cmd, WAIT);
@@ -969,7 +978,11 @@ fn trace_logs_of_every_mode_hold_no_token_and_no_stream_url_query() {
     fwd.ctrl_c_ends_cleanly();
     assert_no_secrets("forward", &fwd.seen.join("\n"), &tokens_issued(&sim));
     // The drop-in plugin, with the response (and its token) in argv.
-    let request = serde_json::json!({ "Target": DEMO });
+    let request = serde_json::json!({
+        "Target": DEMO,
+        "DocumentName": "AWS-StartNonInteractiveCommand",
+        "Parameters": {"command": ["echo hi"], "separateOutputStream": ["true"]},
+    });
     let response = start_session(&sim, &request);
     let mut cmd = trace(sim.rssm());
     cmd.args(["plugin", &response, "us-east-1", "StartSession", ""])

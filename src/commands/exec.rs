@@ -6,11 +6,11 @@
 //! no exit status. rssm asks for it; a custom `--document` that does not declare the parameter
 //! is run without it, with a warning, and then ends with 255 (the status cannot be known).
 //!
-//! The command runs under a small POSIX `sh` wrapper: it writes a trailer after the command on
-//! both streams (so the agent's dropped stream ends cost nothing, see [`trailer`]), forwards a
-//! Ctrl-C to the command and all it started as SIGTERM (the agent signals only the process it
-//! started, and a background job ignores SIGINT), and exits with the command's status. Ctrl-C here sends the
-//! agent 0x03 (SIGINT to the wrapper); a second Ctrl-C gives up at once.
+//! The command runs under a small POSIX `sh` wrapper. It writes a trailer after the command on
+//! both streams, so the agent's dropped stream ends cost nothing (see [`trailer`]). It passes a
+//! Ctrl-C on to the command and all it started as SIGTERM: the agent signals only the process it
+//! started, and a background job ignores SIGINT. It exits with the command's status. Ctrl-C here
+//! sends the agent 0x03 (SIGINT to the wrapper); a second Ctrl-C gives up at once.
 
 mod trailer;
 
