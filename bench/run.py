@@ -14,6 +14,7 @@ Scenarios:
       service) and the agent's 1 ms pause per 1024-byte read; rssm with its default pacing. The
       table says which share of the cap was used and how many messages the simulator throttled.
   (b) limits off: no rate cap, no read pause, `--max-msg-rate 0` — the protocol stack's ceiling.
+Hostile: rssm's peak RSS when the simulated agent floods it once (rssm-sim --hostile).
 Kills: the capped download again, with two websocket kills, next to the same without: what
 resuming costs, the agent frames the gateway dropped meanwhile, and rssm's reconnect time.
 Latency: 1-byte pings through a forward to a server that answers each `k` (p50/p99 of 300 pings),
@@ -522,7 +523,7 @@ def main():
     ap.add_argument("--capped-size-mib", type=int, default=16,
                     help="(a) moves ~1 MB/s by design: 256 MiB would take minutes per run")
     ap.add_argument("--skip-build", action="store_true")
-    ap.add_argument("--only", default="throughput,kills,latency,striping,many,shell",
+    ap.add_argument("--only", default="throughput,kills,hostile,latency,striping,many,shell",
                     help="comma-separated sections to run")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -533,6 +534,8 @@ def main():
         throughput(args)
     if "kills" in only:
         kill_rows(args)
+    if "hostile" in only:
+        hostile(args)
     if "latency" in only:
         latencies(args)
     if "striping" in only:
@@ -582,6 +585,42 @@ def kill_rows(args):
         gaps = [g for r in runs for g in r[2]]
         gap = "–" if not gaps else f"{statistics.median(gaps) * 1000:.0f} (max {max(gaps) * 1000:.0f})"
         print(f"| {label} | {kills} | {secs:.2f} | {cost} | {dropped} | {gap} |", flush=True)
+
+
+def hostile_rss(mode):
+    """Peak RSS of `rssm forward` whose session's agent misbehaves in `mode` once (rssm-sim
+    --hostile), read once it has stayed the same for 2 s (the flood is over)."""
+    extra = [] if mode is None else ["--hostile", mode]
+    sim, env = start_sim(False, None, extra)
+    local = free_port()
+    rssm = subprocess.Popen(
+        rssm_args(False) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:9"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            _, rss = proc_cpu_rss(rssm.pid)
+            if rss != last:
+                last, stable_since = rss, time.monotonic()
+            elif time.monotonic() - stable_since > 2:
+                break
+        return last / 2**20
+    finally:
+        rssm.send_signal(2)
+        rssm.wait(timeout=10)
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+def hostile(args):
+    print("\nrssm forward's peak RSS when its agent misbehaves once (rssm-sim --hostile), MiB:\n")
+    print("| agent | peak RSS MiB |")
+    print("|---|---|")
+    for mode in [None, "far-future-sequence", "near-future-flood", "oversized-frame",
+                 "smux-syn-flood"]:
+        peak = max(hostile_rss(mode) for _ in range(args.runs))
+        print(f"| {mode or 'well-behaved'} | {peak:.1f} |", flush=True)
 
 
 def latencies(args):
