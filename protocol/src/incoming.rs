@@ -102,8 +102,13 @@ impl IncomingBuffer {
                 {
                     Arrival::Full
                 } else {
-                    self.pending_bytes += stored_size(msg);
-                    self.pending.insert(s, msg.clone());
+                    // A copy, not a slice: a received payload shares the allocation of the
+                    // websocket read that brought it, which a held slice would keep alive whole
+                    // (and the byte cap would then count too little).
+                    let mut stored = msg.clone();
+                    stored.payload = bytes::Bytes::copy_from_slice(&msg.payload);
+                    self.pending_bytes += stored_size(&stored);
+                    self.pending.insert(s, stored);
                     Arrival::Buffered
                 }
             }
@@ -189,6 +194,19 @@ mod tests {
         b.advance();
         assert_eq!(b.arrive(&sized(4, 1024)), Arrival::Buffered);
         assert_eq!(b.bytes(), cap);
+    }
+
+    #[test]
+    fn a_held_message_owns_its_payload_instead_of_pinning_the_read_it_came_in() {
+        let read = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut msg = m(1);
+        msg.payload = read.slice(0..100);
+        let mut b = IncomingBuffer::new(10);
+        assert_eq!(b.arrive(&msg), Arrival::Buffered);
+        b.advance();
+        let held = b.take_next().expect("held");
+        assert_eq!(held.payload, msg.payload);
+        assert_ne!(held.payload.as_ptr(), msg.payload.as_ptr(), "copied");
     }
 
     #[test]
