@@ -35,6 +35,11 @@ pub struct Aws {
     latest: std::sync::Arc<std::sync::Mutex<Option<Credentials>>>,
 }
 
+/// How long ending a session on the service may hold up our exit: the data channel has already
+/// ended it, and the official plugin exits about a quarter of a second after Ctrl-C, whatever
+/// the API does (an unreachable endpoint costs the SDK seconds of retries).
+pub const TERMINATE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Temporary credentials closer than this to their expiry are fetched anew before a reconnect.
 const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
@@ -163,11 +168,10 @@ impl Aws {
         Ok(fresh)
     }
 
-    /// An SSM configuration override that signs with current credentials (see
-    /// [`Aws::current_credentials`]) instead of what the client's identity cache holds.
-    async fn current_signer(&self) -> Result<aws_sdk_ssm::config::Builder> {
-        let creds = self.current_credentials().await?;
-        Ok(aws_sdk_ssm::config::Builder::default().credentials_provider(creds))
+    /// An SSM configuration override that signs with `creds` instead of what the client's
+    /// identity cache holds.
+    fn signed_with(creds: &Credentials) -> aws_sdk_ssm::config::Builder {
+        aws_sdk_ssm::config::Builder::default().credentials_provider(creds.clone())
     }
 
     /// `ssm:StartSession`.
@@ -205,36 +209,28 @@ impl Aws {
         })
     }
 
-    /// [`Aws::terminate_session`], given up after `budget` (the call is dropped, not waited for).
-    pub async fn terminate_session_within(&self, session_id: &str, budget: std::time::Duration) {
-        if tokio::time::timeout(budget, self.terminate_session(session_id))
-            .await
-            .is_err()
-        {
-            tracing::debug!(
-                "TerminateSession {session_id}: no answer within {} ms; not waiting",
-                budget.as_millis()
-            );
-        }
-    }
-
-    /// `ssm:TerminateSession` with current credentials; failures are logged, not fatal (the
-    /// session may already be gone).
+    /// `ssm:TerminateSession` with current credentials, given up after [`TERMINATE_BUDGET`] (the
+    /// call is dropped, not waited for); failures are logged, not fatal (the session may already
+    /// be gone).
     pub async fn terminate_session(&self, session_id: &str) {
-        let signer = match self.current_signer().await {
-            Ok(s) => s,
-            Err(e) => return tracing::debug!("TerminateSession {session_id}: {e:#}"),
+        let call = async {
+            let creds = self.current_credentials().await?;
+            self.ssm
+                .terminate_session()
+                .session_id(session_id)
+                .customize()
+                .config_override(Self::signed_with(&creds))
+                .send()
+                .await
+                .map_err(|e| anyhow!(error_chain(&e)))
         };
-        if let Err(e) = self
-            .ssm
-            .terminate_session()
-            .session_id(session_id)
-            .customize()
-            .config_override(signer)
-            .send()
-            .await
-        {
-            tracing::debug!("TerminateSession {session_id}: {}", error_chain(&e));
+        match tokio::time::timeout(TERMINATE_BUDGET, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!("TerminateSession {session_id}: {e:#}"),
+            Err(_) => tracing::debug!(
+                "TerminateSession {session_id}: no answer within {} ms; not waiting",
+                TERMINATE_BUDGET.as_millis()
+            ),
         }
     }
 }
@@ -242,13 +238,17 @@ impl Aws {
 impl Aws {
     /// `ssm:ResumeSession`: a fresh token for the same stream (PROTOCOL.md §5.6); `None` when
     /// the service has none to give (the session timed out).
-    pub async fn resume_session(&self, session_id: &str) -> Result<Option<String>> {
+    pub async fn resume_session(
+        &self,
+        session_id: &str,
+        creds: &Credentials,
+    ) -> Result<Option<String>> {
         let out = self
             .ssm
             .resume_session()
             .session_id(session_id)
             .customize()
-            .config_override(self.current_signer().await?)
+            .config_override(Self::signed_with(creds))
             .send()
             .await
             .map_err(|e| sdk_error("ResumeSession", session_id, e))?;

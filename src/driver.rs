@@ -524,17 +524,18 @@ impl Driver {
         for attempt in 1..=RECONNECT_ATTEMPTS {
             tokio::time::sleep(reconnect_delay(attempt, jitter)).await;
             // Credentials as they are now: the ones the session started with may have expired.
-            match resume.aws.current_credentials().await {
-                Ok(c) => self.auth.credentials = Some(c),
+            let creds = match resume.aws.current_credentials().await {
+                Ok(c) => c,
                 Err(e) => {
                     last = format!("{e:#}");
                     continue;
                 }
-            }
+            };
+            self.auth.credentials = Some(creds.clone());
             // ResumeSession and the new websocket's handshakes (TCP, TLS, the signed upgrade)
             // run side by side: only the OpenDataChannel frame needs the new token.
             let (token, dialed) = tokio::join!(
-                resume.aws.resume_session(&resume.session_id),
+                resume.aws.resume_session(&resume.session_id, &creds),
                 transport::connect(&self.auth)
             );
             match token {

@@ -212,26 +212,19 @@ const WIRE_LOG_ENV: &str = "RSSM_LOG_WIRE";
 /// Crates whose trace events can carry tokens or credentials: the websocket, HTTP, TLS and
 /// the AWS SDK.
 fn is_wire_target(target: &str) -> bool {
-    const WIRE: [&str; 10] = [
+    const WIRE: [&str; 8] = [
         "tungstenite",
         "tokio_tungstenite",
-        "aws_",
+        "aws",
         "hyper",
         "h2",
         "rustls",
         "http",
         "tower",
-        "reqwest",
-        "log",
     ];
     let krate = target.split("::").next().unwrap_or(target);
-    WIRE.iter().any(|w| {
-        if let Some(prefix) = w.strip_suffix('_') {
-            krate.starts_with(prefix) && krate.as_bytes().get(prefix.len()) == Some(&b'_')
-        } else {
-            krate == *w || krate.starts_with(&format!("{w}_"))
-        }
-    })
+    WIRE.iter()
+        .any(|w| krate == *w || krate.strip_prefix(w).is_some_and(|r| r.starts_with('_')))
 }
 
 /// An error and its causes as one line.

@@ -37,18 +37,11 @@ pub struct Connected {
     pub handle: DriverHandle,
 }
 
-/// How long ending a session on the service may hold up our exit: the data channel has already
-/// ended it, and the official plugin exits about a quarter of a second after Ctrl-C, whatever
-/// the API does (an unreachable endpoint costs the SDK seconds of retries).
-pub const TERMINATE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
-
 impl Connected {
-    /// Ends the session on the service side too, within [`TERMINATE_BUDGET`]; called on every
-    /// exit.
+    /// Ends the session on the service side too, within
+    /// [`crate::aws::TERMINATE_BUDGET`]; called on every exit.
     pub async fn terminate(&self) {
-        self.aws
-            .terminate_session_within(&self.started.session_id, TERMINATE_BUDGET)
-            .await;
+        self.aws.terminate_session(&self.started.session_id).await;
     }
 }
 
@@ -129,8 +122,7 @@ pub async fn connect(
         }),
         Err(e) => {
             // Do not leave a half-open session behind (the official plugin would hang here).
-            aws.terminate_session_within(&started.session_id, TERMINATE_BUDGET)
-                .await;
+            aws.terminate_session(&started.session_id).await;
             Err(e)
         }
     }

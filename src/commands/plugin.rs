@@ -91,8 +91,7 @@ async fn run_session(start: PluginStart, quiet: bool) -> Result<u8> {
         Ok(h) => h,
         Err(e) => {
             // The official plugin hangs here; we end the session and say why.
-            aws.terminate_session_within(&started.session_id, super::TERMINATE_BUDGET)
-                .await;
+            aws.terminate_session(&started.session_id).await;
             return Err(e);
         }
     };

@@ -422,7 +422,7 @@ impl Session {
         let frame = self.encode_fresh(msg);
         self.outgoing.push(frame, data_len);
         if self.paused_until.is_some() {
-            // Head-every-tick only (see `poll_transmit`).
+            // Head-every-tick only (see `PausePublication` in `handle_frame`).
             self.outgoing.swallow_unsent(self.now);
         }
         self.stats.messages_queued += 1;
@@ -483,6 +483,10 @@ impl Session {
             }
             MessageType::PausePublication => {
                 self.paused_until = Some(self.config.pause_expiry.map(|d| now + d));
+                // The agent numbers and buffers what it sends while paused, but writes none of
+                // it: that leaves only as the head, one a tick (`SendStreamDataMessage`). A
+                // no-op unless head-every-tick.
+                self.outgoing.swallow_unsent(now);
                 if let Some(p) = &mut self.pacer {
                     if p.on_strain(now, Strain::Paused) {
                         self.stats.pacing_decreases += 1;
@@ -745,13 +749,7 @@ impl Session {
                 return Some(ack);
             }
         }
-        if self.closed {
-            return None;
-        }
-        if self.is_paused(now) {
-            // The agent numbers and buffers what it sends while paused, but writes none of it:
-            // it leaves only as the head, one a tick (`SendStreamDataMessage`).
-            self.outgoing.swallow_unsent(now);
+        if self.closed || self.is_paused(now) {
             return None;
         }
         if self.batch_allowance(now) == Some(0) {

@@ -494,7 +494,7 @@ impl Mux<'_> {
             .map(|(id, _)| *id)
             .max();
         match already_finished {
-            Some(id) => self.close_refused(id),
+            Some(id) => self.close_now(id),
             None => self.refused_pending += 1,
         }
     }
@@ -508,7 +508,7 @@ impl Mux<'_> {
         let no_data = stream.bytes_down == 0 && !self.readable.contains(&id);
         if no_data && self.refused_pending > 0 {
             self.refused_pending -= 1;
-            self.close_refused(id);
+            self.close_now(id);
         } else {
             self.readable.insert(id);
         }
@@ -532,20 +532,17 @@ impl Mux<'_> {
             .iter()
             .copied()
             .max_by_key(|id| self.smux.stream_buffered(*id))?;
-        let bytes = self.smux.stream_buffered(id);
-        let _ = self.smux.drop_stream(id);
-        self.readable.remove(&id);
-        if let Some(stream) = self.streams.remove(&id) {
-            self.ctx.on_stalled(stream.peer, now - since, bytes);
-            stream.conn.abort();
-            self.ctx.closed();
-        }
+        let peer = self.streams.get(&id).and_then(|s| s.peer);
+        self.ctx
+            .on_stalled(peer, now - since, self.smux.stream_buffered(id));
+        self.close_now(id);
         self.full_since = None;
         None
     }
 
-    /// Closes a refused connection's socket both ways, so the local client sees it fail at once.
-    fn close_refused(&mut self, id: StreamId) {
+    /// Closes a connection's socket both ways and forgets its stream, so the local client sees
+    /// it fail at once (a refused or a stalled connection).
+    fn close_now(&mut self, id: StreamId) {
         let _ = self.smux.drop_stream(id);
         self.readable.remove(&id);
         if let Some(stream) = self.streams.remove(&id) {
