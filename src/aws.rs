@@ -36,8 +36,8 @@ pub struct Aws {
 }
 
 /// How long ending a session on the service may hold up our exit: the data channel has already
-/// ended it, and the official plugin exits about a quarter of a second after Ctrl-C, whatever
-/// the API does (an unreachable endpoint costs the SDK seconds of retries).
+/// ended it, and the official plugin exits right after writing its TerminateSession flag,
+/// without waiting for the API (an unreachable endpoint costs the SDK seconds of retries).
 pub const TERMINATE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Temporary credentials closer than this to their expiry are fetched anew before a reconnect.
@@ -345,6 +345,27 @@ impl std::fmt::Display for ServiceError {
 }
 
 impl std::error::Error for ServiceError {}
+
+impl ServiceError {
+    /// Whether asking again cannot help: the session is gone, the request is malformed, or the
+    /// caller may not make it (expired credentials are not: each attempt fetches fresh ones).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "DoesNotExistException" | "InvalidParameters" | "AccessDeniedException"
+        )
+    }
+
+    /// An answer with `code` and no message.
+    #[cfg(test)]
+    pub fn for_tests(code: &str) -> ServiceError {
+        ServiceError {
+            code: code.to_owned(),
+            message: String::new(),
+            line: format!("failed: {code}"),
+        }
+    }
+}
 
 /// One line for an SDK error, with advice for the common cases.
 fn sdk_error<E, R>(op: &str, subject: &str, e: SdkError<E, R>) -> anyhow::Error

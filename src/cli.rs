@@ -66,6 +66,15 @@ impl Cli {
             ..AwsOptions::default()
         }
     }
+
+    /// How sessions run: the alive timeout, pacing and whether status notices show.
+    pub fn driver_config(&self) -> crate::driver::DriverConfig {
+        crate::driver::DriverConfig {
+            alive_timeout: std::time::Duration::from_secs(self.alive_timeout),
+            max_message_rate: Some(self.max_msg_rate).filter(|&r| r > 0),
+            quiet: self.quiet,
+        }
+    }
 }
 
 /// The subcommands.

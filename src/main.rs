@@ -2,14 +2,13 @@
 
 mod aws;
 mod cli;
-mod coalesce;
+mod clock;
 mod commands;
 mod driver;
 mod inventory;
 mod plugin_args;
 mod targets;
 mod terminal;
-mod trace;
 mod transport;
 
 use std::process::ExitCode;
@@ -19,16 +18,11 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 use commands::EXIT_ERROR;
 
-/// `--quiet`: only errors on stderr.
-static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// A status message for the user on stderr (reconnects and the like), unless `--quiet`. Starts
-/// and ends with a carriage return + newline when stderr is a terminal, which may be in raw mode.
+/// A status message for the user on stderr (reconnects and the like); callers leave it out
+/// under `--quiet` ([`driver::DriverConfig::notice`]). Starts and ends with a carriage return +
+/// newline when stderr is a terminal, which may be in raw mode.
 pub fn notice(text: &str) {
     use std::io::IsTerminal;
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
     if std::io::stderr().is_terminal() {
         eprint!("\r\nrssm: {text}\r\n");
     } else {
@@ -57,9 +51,6 @@ fn main() -> ExitCode {
         return run_plugin(args[2..].to_vec());
     }
     let cli = Cli::parse();
-    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
-    driver::set_alive_timeout(std::time::Duration::from_secs(cli.alive_timeout));
-    driver::set_max_message_rate(cli.max_msg_rate);
     init_tracing(cli.quiet, cli.verbose);
     block_on(run(cli))
 }
@@ -94,20 +85,22 @@ fn run_plugin(args: Vec<String>) -> ExitCode {
     };
     init_tracing(false, verbose);
     // No command line of ours here: the pacing ceiling comes from the environment, if anywhere.
+    let mut config = driver::DriverConfig::default();
     if let Some(rate) = std::env::var(MAX_MSG_RATE_ENV)
         .ok()
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
     {
-        driver::set_max_message_rate(rate);
+        config.max_message_rate = Some(rate).filter(|&r| r > 0);
     }
     // The StartSession response variable holds the session token: read it and take it out of
     // the environment here, before the runtime's threads start (and before any child process
     // could inherit it).
     let response_env = plugin_args::take_response_env(&args);
-    block_on(async move { commands::plugin::run(&args, response_env, false).await })
+    block_on(async move { commands::plugin::run(&args, response_env, config).await })
 }
 
 async fn run(mut cli: Cli) -> anyhow::Result<u8> {
+    let config = cli.driver_config();
     // A Name tag, tag:K=V or IP becomes the instance id before any command sees it.
     let (options, pick) = (cli.aws_options(), cli.pick);
     if let Some(target) = cli.command.target_mut() {
@@ -125,19 +118,19 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
             print!("{}", commands::ssh_config::text());
             Ok(0)
         }
-        Command::Trace { file } => trace::run(file),
+        Command::Trace { file } => commands::trace::run(file),
         Command::Demo(args) => commands::demo::run(&cli, args).await,
         Command::Plugin { args } => {
             // (`rssm -q plugin …`: before this single-threaded runtime has done anything.)
             let response_env = plugin_args::take_response_env(args);
-            commands::plugin::run(args, response_env, cli.quiet).await
+            commands::plugin::run(args, response_env, config).await
         }
         Command::InstallPlugin { dir, force } => {
             commands::install_plugin::run(dir.as_deref(), *force, PLUGIN_NAME)
         }
         Command::List { output } => {
             let aws = aws::Aws::load(&options).await?;
-            commands::list::run(&aws, *output).await
+            commands::list::run(&aws, *output, cli.quiet).await
         }
         Command::Doctor(args) => {
             let aws = aws::Aws::load(&options).await?;
@@ -146,27 +139,27 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         Command::Shell(args) => {
             commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::shell::run(&aws, args, cli.quiet).await
+            commands::shell::run(&aws, args, config).await
         }
         Command::Exec(args) => {
             commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::exec::run(&aws, args).await
+            commands::exec::run(&aws, args, config).await
         }
         Command::Proxy(args) => {
             commands::check_target(&args.host)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::proxy::run(&aws, args).await
+            commands::proxy::run(&aws, args, config).await
         }
         Command::Forward(args) => {
             commands::check_target(&args.target)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::forward::run(&aws, args, cli.quiet).await
+            commands::forward::run(&aws, args, config).await
         }
         Command::Socks(args) => {
             commands::check_target(&args.via)?;
             let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::socks::run(&aws, args, cli.quiet).await
+            commands::socks::run(&aws, args, config).await
         }
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 /// Most bytes per stdin read: one Output payload (`StdinBufferLimit`, PROTOCOL.md §9.1, §12).
-pub const STDIN_CHUNK: usize = 1024;
+pub const STDIN_CHUNK: usize = rssm_protocol::MAX_STREAM_PAYLOAD;
 
 /// The terminal on stdin in raw mode until this is dropped.
 ///

@@ -88,8 +88,8 @@ pub async fn connect(auth: &ChannelAuth) -> Result<Ws> {
         }
     }
     // Frames are small and latency matters (keystrokes, acks): no Nagle delay. tungstenite
-    // zero-fills its whole read buffer before every read; at the service's ~1000 frames a second
-    // the default 128 KiB made that memset the client's biggest cost.
+    // zero-fills its whole read buffer before every read, and frames arrive about a thousand a
+    // second: the buffer is kept small ([`READ_BUFFER`]) rather than the default 128 KiB.
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
@@ -212,7 +212,7 @@ pub fn check_stream_url(url: &str) -> Result<()> {
 }
 
 /// Sets the websocket's TCP receive low-water mark: the kernel reports the socket readable only
-/// once `bytes` are queued (see [`crate::coalesce`]). Lowering it makes what is queued readable
+/// once `bytes` are queued (see [`rssm_protocol::read_batch`]). Lowering it makes what is queued readable
 /// at once (Linux signals readiness from the `setsockopt` itself). Linux only; elsewhere an
 /// error, and the driver reads every frame as it comes.
 pub fn set_read_low_water(ws: &Ws, bytes: u32) -> std::io::Result<()> {

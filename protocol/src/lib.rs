@@ -50,16 +50,19 @@
 pub mod crypto;
 pub mod handshake;
 pub mod incoming;
+pub mod liveness;
 pub mod message;
 pub mod outgoing;
 pub mod pacing;
 pub mod payload;
+pub mod read_batch;
+pub mod send_queue;
 pub mod session;
 pub mod smux;
 pub mod stats;
 
 pub use handshake::{DataKey, DataKeyProvider, DataKeyRequest, SessionType, SessionTypeInfo};
-pub use message::{AgentMessage, MessageType, PayloadType};
+pub use message::{AgentMessage, MessageType, PayloadType, MAX_STREAM_PAYLOAD};
 pub use session::{CloseReason, Event, FrameError, SendError, Session, SessionConfig};
 pub use stats::Stats;
 

@@ -16,6 +16,18 @@ pub const HEADER_SIZE: usize = 120;
 pub const MESSAGE_TYPE_LEN: usize = 32;
 /// The only SchemaVersion either implementation writes.
 pub const SCHEMA_VERSION: u32 = 1;
+/// Most payload bytes in one stream message: what the peers' reads produce (the plugin reads
+/// stdin and sockets, the agent its pty and connections, 1024 bytes at a time, §12). Larger
+/// messages decode, but the agent's handlers expect no more.
+pub const MAX_STREAM_PAYLOAD: usize = 1024;
+
+/// The CreatedDate of a message made at wall-clock time `t`: milliseconds since the Unix epoch,
+/// 1 for a clock set before it (0 is refused by the validation, §2).
+pub fn created_date_at(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+        .max(1)
+}
 
 const OFF_MESSAGE_TYPE: usize = 4;
 const OFF_SCHEMA_VERSION: usize = 36;

@@ -295,8 +295,8 @@ impl OutgoingBuffer {
     /// The window's messages that can hold the earliest deadline, with their deadlines. While
     /// the buffer is in sending order, a message sent once was sent no later than anything
     /// after it, which falls due no earlier; so the walk ends at the first message sent once,
-    /// after the resent ones before it (usually none). Walking the whole window for every
-    /// transmission was most of the CPU time of a bulk transfer.
+    /// after the resent ones before it (usually none): finding the next deadline does not walk
+    /// the whole window, acked slots included, on every transmission.
     fn candidates(&self) -> impl Iterator<Item = (usize, Instant)> + '_ {
         let rto = self.rtt.rto();
         let ordered = self.base >= self.disordered_below;

@@ -6,7 +6,7 @@
 //! at it). The official plugin stays under that by sleeping 1 ms after every message; a token
 //! bucket keeps the same average without a timer per message, lets a short burst (a paste, a
 //! retransmission after a reconnect) go out at once, and holds everything else back in the
-//! caller, where small writes can still be coalesced into full messages.
+//! caller, where small writes can still be joined into full messages.
 //!
 //! Only stream messages (new and retransmitted) take tokens. Acknowledgements never wait: the
 //! gateway does not count them, and holding them back would stall the peer.
@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_MAX_RATE: u32 = 960;
 /// Messages that may go out back to back after a quiet spell.
 pub const DEFAULT_BURST: u32 = 32;
-/// Messages per wake-up when held back, sent in one write: a wake-up costs more CPU than the
-/// messages it sends (BENCHMARKS.md: per token, 3.9 CPU-s per 100 MiB under the cap; every
-/// eighth, 1.9 s; every 24th, with the acks read in the same wake-up, 0.56 s). Below
+/// Messages per wake-up when held back, sent in one write: under the cap a wake-up costs more
+/// CPU than the messages it sends, so fewer, larger batches are cheaper (BENCHMARKS.md). Below
 /// [`DEFAULT_BURST`], so a late timer loses no tokens. Keystrokes do not wait for the batch: a
 /// session with interactive bytes waiting wakes per token ([`crate::Session::set_hurried`]).
 pub const DEFAULT_WAKE_BATCH: u32 = 24;

@@ -1,8 +1,8 @@
 //! Reading the websocket less often than bulk messages arrive.
 //!
 //! Under the service's rate the agent sends a message a millisecond, each in a packet of its own,
-//! and waking up for every one of them was most of rssm's CPU in a capped transfer (a context
-//! switch, an `epoll_wait` and a read per message). While frames stream in steadily, the driver
+//! and waking up for every one costs a context switch, an `epoll_wait` and a read per message,
+//! far more than the message itself. While frames stream in steadily, the driver
 //! raises the socket's receive low-water mark (`SO_RCVLOWAT`) to what arrives in [`MARK_SPAN`]
 //! at the measured rate, so the kernel wakes it once per batch. The wait is bounded: when the
 //! driver wakes for anything else, or [`MAX_WAIT`] after the last read, it lowers the mark, which
@@ -10,7 +10,7 @@
 //! itself), and reads that before it does anything else.
 //!
 //! An upload's acks need no wake-up of their own either: between two of the pacer's batches
-//! the driver [holds](Coalescer::hold_until) the mark up, and the next batch's wake-up reads the
+//! the driver [holds](ReadBatcher::hold_until) the mark up, and the next batch's wake-up reads the
 //! last one's acks (and any retransmission timer that falls due first reads them before it
 //! decides anything).
 //!
@@ -28,23 +28,23 @@ use std::time::{Duration, Instant};
 /// The mark is what arrives in this long at the measured rate: about 25 KB under the service's
 /// rate, read in one wake-up instead of 25.
 pub const MARK_SPAN: Duration = Duration::from_millis(25);
-/// Longest a frame waits unread while coalescing, when fewer frames come than the mark expects,
-/// and the longest an upload's acks are [held](Coalescer::hold_until).
+/// Longest a frame waits unread while batching, when fewer frames come than the mark expects,
+/// and the longest an upload's acks are [held](ReadBatcher::hold_until).
 pub const MAX_WAIT: Duration = Duration::from_millis(40);
-/// Coalescing needs at least this many frames in a span of [`RATE_SPAN`] (500 a second).
+/// Batching needs at least this many frames in a span of [`RATE_SPAN`] (500 a second).
 pub const RATE_FRAMES: u32 = 16;
 /// See [`RATE_FRAMES`].
 pub const RATE_SPAN: Duration = Duration::from_millis(32);
 /// The highest mark: at high rates a batch fills in well under [`MARK_SPAN`] anyway.
 pub const MAX_MARK: u32 = 32 * 1024;
-/// No coalescing for this long after interactive input.
+/// No batching for this long after interactive input.
 pub const INTERACTIVE_FOR: Duration = Duration::from_secs(1);
 /// The low-water mark that reads every byte at once (the kernel's default).
 pub const READ_AT_ONCE: u32 = 1;
 
 /// See the module docs.
 #[derive(Debug)]
-pub struct Coalescer {
+pub struct ReadBatcher {
     /// The mark in force, as last returned.
     mark: u32,
     /// The mark to raise to after each read while frames come fast enough; `None` otherwise.
@@ -53,13 +53,13 @@ pub struct Coalescer {
     span: Option<(Instant, u32, u64)>,
     /// While the mark is raised: when to lower it.
     deadline: Option<Instant>,
-    /// No coalescing until then.
+    /// No batching until then.
     quiet_until: Option<Instant>,
 }
 
-impl Default for Coalescer {
+impl Default for ReadBatcher {
     fn default() -> Self {
-        Coalescer {
+        ReadBatcher {
             mark: READ_AT_ONCE,
             target: None,
             span: None,
@@ -69,13 +69,13 @@ impl Default for Coalescer {
     }
 }
 
-impl Coalescer {
+impl ReadBatcher {
     /// Whether the mark is raised, i.e. frames are read in batches.
-    pub fn coalescing(&self) -> bool {
+    pub fn batching(&self) -> bool {
         self.mark > READ_AT_ONCE
     }
 
-    /// When the raised mark must come down (call [`Coalescer::on_wake`] then).
+    /// When the raised mark must come down (call [`ReadBatcher::on_wake`] then).
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -123,9 +123,9 @@ impl Coalescer {
 
     /// A new socket (after a reconnect) starts with the kernel's default mark.
     pub fn reset(&mut self) {
-        *self = Coalescer {
+        *self = ReadBatcher {
             quiet_until: self.quiet_until,
-            ..Coalescer::default()
+            ..ReadBatcher::default()
         };
     }
 
@@ -186,7 +186,7 @@ mod tests {
     const DATA: usize = 1148;
 
     /// Feeds `n` frames of `len` bytes one millisecond apart from `*now`; returns the marks set.
-    fn stream(c: &mut Coalescer, now: &mut Instant, n: u32, len: usize) -> Vec<u32> {
+    fn stream(c: &mut ReadBatcher, now: &mut Instant, n: u32, len: usize) -> Vec<u32> {
         (0..n)
             .filter_map(|_| {
                 *now += MS;
@@ -200,39 +200,39 @@ mod tests {
         (len as u128 * MARK_SPAN.as_nanos() / MS.as_nanos()) as u32
     }
 
-    /// Within the quarter by which the mark may lag the rate (see `Coalescer::set_mark`).
+    /// Within the quarter by which the mark may lag the rate (see `ReadBatcher::set_mark`).
     fn near(mark: u32, want: u32) -> bool {
         mark.abs_diff(want) <= want / 4
     }
 
     #[test]
     fn a_steady_stream_raises_the_mark_to_what_comes_in_the_span() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         // The first span measures; the first frame after it raises the mark.
         let marks = stream(&mut c, &mut now, 40, DATA);
         assert_eq!(marks.len(), 1, "{marks:?}");
         assert!(near(marks[0], per_span(DATA)), "{marks:?}");
-        assert!(c.coalescing());
+        assert!(c.batching());
         // Frames keep coming: the mark stays, the deadline moves with each read.
         assert_eq!(stream(&mut c, &mut now, 200, DATA), Vec::<u32>::new());
         assert_eq!(c.deadline(), Some(now + MAX_WAIT));
     }
 
     #[test]
-    fn a_slow_stream_never_coalesces() {
-        let mut c = Coalescer::default();
+    fn a_slow_stream_never_batchs() {
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         for _ in 0..200 {
             now += 3 * MS;
             assert_eq!(c.on_frame(now, DATA, false), None);
         }
-        assert!(!c.coalescing());
+        assert!(!c.batching());
     }
 
     #[test]
     fn any_other_wake_up_reads_what_waits_and_the_next_read_raises_the_mark_again() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         let raised = stream(&mut c, &mut now, 40, DATA)[0];
         assert_eq!(c.on_wake(), Some(READ_AT_ONCE));
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_stream_that_stops_is_read_at_once_when_it_resumes() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         stream(&mut c, &mut now, 40, DATA);
         // The deadline wakes the driver, which lowers the mark.
@@ -252,12 +252,12 @@ mod tests {
         now += Duration::from_millis(500);
         assert_eq!(c.on_frame(now, 100, false), None);
         assert_eq!(stream(&mut c, &mut now, 5, 100), Vec::<u32>::new());
-        assert!(!c.coalescing());
+        assert!(!c.batching());
     }
 
     #[test]
     fn a_waiting_peer_is_read_at_once() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         stream(&mut c, &mut now, 40, DATA);
         now += MS;
@@ -267,14 +267,14 @@ mod tests {
             now += MS / 10;
             assert_eq!(c.on_frame(now, DATA, true), None);
         }
-        assert!(!c.coalescing());
+        assert!(!c.batching());
         // Once the repair is done, a full span at the bulk rate raises it again.
         assert_eq!(stream(&mut c, &mut now, 40, DATA).len(), 1);
     }
 
     #[test]
-    fn typed_input_stops_coalescing_for_a_while() {
-        let mut c = Coalescer::default();
+    fn typed_input_stops_batching_for_a_while() {
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         stream(&mut c, &mut now, 40, DATA);
         assert_eq!(c.on_interactive(now), Some(READ_AT_ONCE));
@@ -285,12 +285,12 @@ mod tests {
             assert_eq!(c.on_frame(now, DATA, false), None);
         }
         assert_eq!(stream(&mut c, &mut now, 40, DATA).len(), 1);
-        assert!(c.coalescing());
+        assert!(c.batching());
     }
 
     #[test]
     fn the_mark_follows_the_rate_in_steps() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         // Acks of an upload: small frames, a small mark, above the eight of a pacer's batch.
         let marks = stream(&mut c, &mut now, 40, 260);
@@ -305,26 +305,26 @@ mod tests {
             now += MS / 100;
             c.on_frame(now, DATA, false);
         }
-        assert!(c.coalescing());
+        assert!(c.batching());
         assert_eq!(c.on_wake(), Some(READ_AT_ONCE));
         assert_eq!(c.on_frame(now, DATA, false), Some(MAX_MARK));
     }
 
     #[test]
     fn an_upload_reads_its_acks_at_the_pacers_next_batch() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let now = Instant::now();
         let batch = now + 25 * MS;
         // Asleep until the next batch: its acks wait for it, however few they are.
         assert_eq!(c.hold_until(now, batch, false), Some(MAX_MARK));
         assert_eq!(c.deadline(), Some(batch));
-        assert!(c.coalescing());
+        assert!(c.batching());
         // That wake-up reads them.
         assert_eq!(c.on_wake(), Some(READ_AT_ONCE));
         // Not while the peer waits for our acks, nor beyond the longest wait.
         assert_eq!(c.hold_until(now, batch, true), None);
         assert_eq!(c.hold_until(now, now + MAX_WAIT + MS, false), None);
-        assert!(!c.coalescing());
+        assert!(!c.batching());
         // Nor while typing.
         c.on_interactive(now);
         assert_eq!(c.hold_until(now + MS, batch, false), None);
@@ -336,11 +336,11 @@ mod tests {
 
     #[test]
     fn a_new_socket_starts_at_once_but_remembers_typing() {
-        let mut c = Coalescer::default();
+        let mut c = ReadBatcher::default();
         let mut now = Instant::now();
         stream(&mut c, &mut now, 40, DATA);
         c.reset();
-        assert!(!c.coalescing());
+        assert!(!c.batching());
         assert_eq!(stream(&mut c, &mut now, 40, DATA).len(), 1);
         c.on_interactive(now);
         c.reset();

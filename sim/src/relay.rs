@@ -6,12 +6,12 @@
 use crate::faults::{Direction, FaultInjector, RateLimiter, RateVerdict};
 use crate::state::{SessionStatus, SimState};
 use bytes::Bytes;
-use rssm_protocol::message::{AgentMessage, MessageType, PayloadType};
+use rssm_protocol::message::{created_date_at, AgentMessage, MessageType, PayloadType};
 use rssm_protocol::payload::{to_json, AgentSessionStatePayload, ChannelClosed};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
@@ -152,20 +152,13 @@ pub struct Relay {
     done: bool,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1)
-}
-
 /// Encodes a gateway-generated (unsequenced) message.
 pub fn gateway_message(message_type: MessageType, payload: Bytes) -> Bytes {
     AgentMessage::new(
         message_type,
         0,
         0,
-        unix_ms(),
+        created_date_at(SystemTime::now()),
         uuid::Uuid::new_v4(),
         PayloadType::Undefined,
         payload,
@@ -390,7 +383,7 @@ impl Relay {
                 MessageType::OutputStreamData,
                 seq,
                 0,
-                unix_ms(),
+                created_date_at(SystemTime::now()),
                 uuid::Uuid::new_v4(),
                 PayloadType::Output,
                 payload,
@@ -571,7 +564,7 @@ impl Relay {
             None => {
                 // No client attached (between a websocket's end and the next OpenDataChannel):
                 // the frame is lost, as with the real gateway, which does not queue for a
-                // client that is away (the measurements against the real agent). The
+                // client that is away (§13.2, §17.3). The
                 // agent brings it back by resending its head, one message a 100 ms tick.
                 self.dropped_while_away += 1;
                 self.state.count_dropped_while_away();
@@ -592,7 +585,7 @@ impl Relay {
         }
         let closed = ChannelClosed {
             message_id: uuid::Uuid::new_v4().to_string(),
-            created_date: unix_ms().to_string(),
+            created_date: created_date_at(SystemTime::now()).to_string(),
             destination_id: self.target.clone(),
             session_id: self.session_id.clone(),
             message_type: "channel_closed".into(),

@@ -59,14 +59,14 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
             escape: super::escape::EscapeChar(Some(b'~')),
             session,
         };
-        super::shell::run(&aws, &shell, cli.quiet).await
+        super::shell::run(&aws, &shell, cli.driver_config()).await
     } else {
         let exec = ExecArgs {
             target: DEMO_TARGET.into(),
             command: args.command.clone(),
             session,
         };
-        super::exec::run(&aws, &exec).await
+        super::exec::run(&aws, &exec, cli.driver_config()).await
     };
     sim.shutdown().await;
     code

@@ -28,7 +28,7 @@ pub struct Row {
 }
 
 /// Runs `rssm list`.
-pub async fn run(aws: &Aws, output: OutputFormat) -> Result<u8> {
+pub async fn run(aws: &Aws, output: OutputFormat, quiet: bool) -> Result<u8> {
     // Both calls at once; EC2 is optional (hybrid-only accounts, missing permission).
     let (nodes, instances) = tokio::join!(
         inventory::managed_nodes(aws, None),
@@ -42,7 +42,9 @@ pub async fn run(aws: &Aws, output: OutputFormat) -> Result<u8> {
                 Unavailable::Denied(_) => e.to_string(),
                 Unavailable::Failed(m) => m.clone(),
             };
-            crate::notice(&format!("EC2 details left out ({why})"));
+            if !quiet {
+                crate::notice(&format!("EC2 details left out ({why})"));
+            }
             Vec::new()
         }
     };

@@ -11,8 +11,10 @@ pub mod list;
 pub mod plugin;
 pub mod proxy;
 pub mod shell;
+pub mod signals;
 pub mod socks;
 pub mod ssh_config;
+pub mod trace;
 
 use std::collections::HashMap;
 
@@ -21,7 +23,7 @@ use rssm_protocol::SessionConfig;
 
 use crate::aws::{Aws, StartedSession};
 use crate::cli::SessionArgs;
-use crate::driver::{self, DriverHandle};
+use crate::driver::{self, DriverConfig, DriverHandle};
 use crate::transport::{self, ChannelAuth};
 
 /// Exit status for failures of rssm itself (not of the remote command), as ssh uses.
@@ -100,6 +102,7 @@ pub fn parse_parameters(values: &[String]) -> Result<HashMap<String, Vec<String>
 /// channel and starts the driver. `extra` parameters come first; `--parameters` may override.
 pub async fn connect(
     aws: &Aws,
+    config: DriverConfig,
     target: &str,
     default_document: Option<&str>,
     extra: HashMap<String, Vec<String>>,
@@ -113,7 +116,7 @@ pub async fn connect(
         .start_session(target, document, parameters, args.reason.as_deref())
         .await?;
     tracing::info!(session = %started.session_id, "session started");
-    let result = open_channel(aws, target, &started).await;
+    let result = open_channel(aws, config, target, &started).await;
     match result {
         Ok(handle) => Ok(Connected {
             aws: aws.clone(),
@@ -131,6 +134,7 @@ pub async fn connect(
 /// Opens the data channel of a started session and starts its driver.
 pub async fn open_channel(
     aws: &Aws,
+    config: DriverConfig,
     target: &str,
     started: &StartedSession,
 ) -> Result<DriverHandle> {
@@ -146,9 +150,8 @@ pub async fn open_channel(
         aws: aws.clone(),
         session_id: started.session_id.clone(),
     };
-    let mut config = SessionConfig::client(&started.session_id, target);
-    config.max_message_rate = driver::max_message_rate();
-    driver::start(auth, config, Some(context)).await
+    let session = SessionConfig::client(&started.session_id, target);
+    driver::start(auth, session, config, Some(context)).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use rssm_protocol::{SessionType, SessionTypeInfo};
 
 use crate::aws::{Aws, AwsOptions, StartedSession};
-use crate::driver::{End, Output};
+use crate::driver::{DriverConfig, End, Output};
 use crate::plugin_args::{self, PluginCall, PluginStart};
 
 use super::{open_channel, Connected, EXIT_ERROR};
@@ -29,7 +29,7 @@ const INSTALLED: &str =
 pub async fn run(
     args: &[String],
     response_env: Option<(String, Option<String>)>,
-    quiet: bool,
+    config: DriverConfig,
 ) -> Result<u8> {
     let call = plugin_args::parse(args, |name| {
         response_env
@@ -54,7 +54,7 @@ pub async fn run(
         }
         PluginCall::Start(start) => {
             let token_in_argv = start.token_in_argv;
-            let code = match run_session(start, quiet).await {
+            let code = match run_session(start, config).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("rssm: {e:#}");
@@ -73,7 +73,8 @@ pub async fn run(
     }
 }
 
-async fn run_session(start: PluginStart, quiet: bool) -> Result<u8> {
+async fn run_session(start: PluginStart, config: DriverConfig) -> Result<u8> {
+    let quiet = config.quiet;
     let aws = Aws::load(&AwsOptions {
         profile: start.profile.clone(),
         region: start.region.clone(),
@@ -87,7 +88,7 @@ async fn run_session(start: PluginStart, quiet: bool) -> Result<u8> {
         stream_url: start.stream_url.clone(),
     };
     let target = start.target.clone().unwrap_or_default();
-    let handle = match open_channel(&aws, &target, &started).await {
+    let handle = match open_channel(&aws, config, &target, &started).await {
         Ok(h) => h,
         Err(e) => {
             // The official plugin hangs here; we end the session and say why.

@@ -6,24 +6,30 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use bytes::BytesMut;
+use rssm_protocol::MAX_STREAM_PAYLOAD;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::aws::Aws;
 use crate::cli::ProxyArgs;
-use crate::driver::{End, Input, Output};
+use crate::driver::{DriverConfig, End, Input, Output};
 
 use super::{connect, Connected, EXIT_ERROR};
 
 /// The document ssh users use (`--parameters portNumber=%p`).
 pub const DOCUMENT: &str = "AWS-StartSSHSession";
 
-/// Largest stream payload: the size the agent reads and expects (§12).
-const CHUNK: usize = 1024;
-
 /// Starts the SSH session and carries stdin/stdout until either side ends; returns the exit status.
-pub async fn run(aws: &Aws, args: &ProxyArgs) -> Result<u8> {
+pub async fn run(aws: &Aws, args: &ProxyArgs, config: DriverConfig) -> Result<u8> {
     let params = HashMap::from([("portNumber".to_owned(), vec![args.port.to_string()])]);
-    let conn = connect(aws, &args.host, Some(DOCUMENT), params, &args.session).await?;
+    let conn = connect(
+        aws,
+        config,
+        &args.host,
+        Some(DOCUMENT),
+        params,
+        &args.session,
+    )
+    .await?;
     run_connected(conn).await
 }
 
@@ -32,7 +38,7 @@ pub async fn run(aws: &Aws, args: &ProxyArgs) -> Result<u8> {
 pub async fn run_connected(mut conn: Connected) -> Result<u8> {
     let mut stdout = tokio::io::stdout();
     let mut stdin = tokio::io::stdin();
-    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut buf = BytesMut::with_capacity(MAX_STREAM_PAYLOAD);
     // The agent discards data sent before the handshake completes (§7.6): read stdin only after.
     let mut handshake_done = false;
     let mut stdin_open = true;
@@ -62,12 +68,12 @@ pub async fn run_connected(mut conn: Connected) -> Result<u8> {
                     }
                     Ok(_) => {
                         let data = buf.split().freeze();
-                        for chunk in data.chunks(CHUNK) {
+                        for chunk in data.chunks(MAX_STREAM_PAYLOAD) {
                             if conn.handle.input.send(Input::Data(data.slice_ref(chunk))).await.is_err() {
                                 break;
                             }
                         }
-                        buf.reserve(CHUNK);
+                        buf.reserve(MAX_STREAM_PAYLOAD);
                     }
                 }
             }

@@ -19,14 +19,14 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::aws::Aws;
 use crate::cli::ShellArgs;
-use crate::driver::{End, Input, Output};
+use crate::driver::{DriverConfig, End, Input, Output};
 use crate::terminal::{self, RawMode};
 
 use super::escape::{self, EscapeFilter, Escaped};
+use super::signals::{Signal, Signals};
 use super::{connect, Connected, EXIT_ERROR};
 
 /// The size sent when there is no terminal to measure. The agent starts the shell's PTY at 0×0
@@ -44,9 +44,17 @@ const ETX: &[u8] = b"\x03";
 const EOT: &[u8] = b"\x04";
 
 /// Runs an interactive shell and returns the process exit status.
-pub async fn run(aws: &Aws, args: &ShellArgs, quiet: bool) -> Result<u8> {
-    let conn = connect(aws, &args.target, None, HashMap::new(), &args.session).await?;
-    run_connected(conn, quiet, args.escape.0).await
+pub async fn run(aws: &Aws, args: &ShellArgs, config: DriverConfig) -> Result<u8> {
+    let conn = connect(
+        aws,
+        config,
+        &args.target,
+        None,
+        HashMap::new(),
+        &args.session,
+    )
+    .await?;
+    run_connected(conn, config.quiet, args.escape.0).await
 }
 
 /// Runs the interactive part on a session that is already open (also the drop-in plugin's
@@ -64,8 +72,8 @@ pub async fn run_connected(mut conn: Connected, quiet: bool, escape: Option<u8>)
 enum Ending {
     /// The session ended (the service closed the channel, or it failed).
     Session(End),
-    /// A local signal ended rssm: its name and the conventional exit status (128 + number).
-    Signal(&'static str, u8),
+    /// A local signal ended rssm.
+    Signal(Signal),
     /// The user typed the escape sequence that terminates (`~.`).
     Escape,
 }
@@ -121,48 +129,24 @@ impl Outcome {
                 // ssh ends with 255 here too: the remote did not finish on its own.
                 EXIT_ERROR
             }
-            Ending::Signal(name, status) => {
+            Ending::Signal(signal) => {
                 if !quiet {
+                    let name = signal.name();
                     say(
                         false,
                         &format!("{nl}rssm: {name} received, session terminated"),
                     );
                 }
-                status
+                signal.exit_status()
             }
         }
     }
 }
 
-/// The signals a shell session handles. Registered before the first size is measured, so a
-/// resize in between is not lost.
-struct Signals {
-    /// Terminal resized: send the new size at once (the plugin polls every 500 ms instead).
-    winch: Signal,
-    /// Not from the keyboard in raw mode (Ctrl-C is byte 0x03 then); with piped stdin it is the
-    /// user's only way to interrupt the remote command, so it is forwarded as 0x03, like the
-    /// plugin does, and a second one gives up, like `rssm exec`.
-    int: Signal,
-    /// Ended from outside: terminate the session and restore the terminal.
-    term: Signal,
-    /// The terminal went away: the same.
-    hup: Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            winch: signal(SignalKind::window_change())?,
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-}
-
 /// Carries keystrokes, sizes and output until the session ends or a signal ends rssm.
 async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Result<Outcome> {
-    let mut signals = Signals::new().context("cannot handle signals")?;
+    // Registered before the first size is measured, so a resize in between is not lost.
+    let mut signals = Signals::with_resize()?;
     let raw = RawMode::enable().context("cannot put the terminal into raw mode")?;
     let tty = raw.is_some();
     // Like ssh, escapes only apply to a person typing, never to piped input.
@@ -249,7 +233,9 @@ async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Resu
                     }
                 }
             },
-            _ = signals.winch.recv() => {
+            signal = signals.recv() => match signal {
+            // Terminal resized: send the new size at once (the plugin polls every 500 ms).
+            Signal::Resize => {
                 let now = terminal::size();
                 if let Some((cols, rows)) = now.filter(|_| now != size) {
                     size = now;
@@ -260,15 +246,20 @@ async fn interact(conn: &mut Connected, quiet: bool, escape: Option<u8>) -> Resu
                     queue.push_back(size_input(cols, rows));
                 }
             },
-            _ = signals.int.recv() => {
+            // Not from the keyboard in raw mode (Ctrl-C is byte 0x03 then); with piped stdin
+            // it is the user's only way to interrupt the remote command, so it is forwarded as
+            // 0x03, like the plugin does, and a second one gives up, like `rssm exec`.
+            Signal::Interrupt => {
                 interrupts += 1;
                 if interrupts > 1 {
-                    break Ending::Signal("SIGINT", 130);
+                    break Ending::Signal(signal);
                 }
                 queue.push_back(Input::Data(Bytes::from_static(ETX)));
             },
-            _ = signals.term.recv() => break Ending::Signal("SIGTERM", 143),
-            _ = signals.hup.recv() => break Ending::Signal("SIGHUP", 129),
+            // Ended from outside, or the terminal went away: terminate the session and
+            // restore the terminal.
+            Signal::Terminate | Signal::Hangup => break Ending::Signal(signal),
+            },
         }
     };
     drop(raw);
@@ -320,6 +311,6 @@ mod tests {
         let failed = || Ending::Session(End::Failed("the data channel failed".into()));
         assert_eq!(status(failed(), None), EXIT_ERROR);
         assert_eq!(status(failed(), Some(4)), 4);
-        assert_eq!(status(Ending::Signal("SIGTERM", 143), Some(3)), 143);
+        assert_eq!(status(Ending::Signal(Signal::Terminate), Some(3)), 143);
     }
 }

@@ -32,9 +32,11 @@ use super::forward::lanes::Lanes;
 use super::forward::spec::{self, ForwardSpec};
 use super::forward::status::{Console, Counters};
 use super::forward::tunnel::{self, Tunnel};
-use super::forward::{Signals, EXIT_INTERRUPTED};
+use super::forward::EXIT_INTERRUPTED;
+use super::signals::Signals;
 use crate::aws::Aws;
 use crate::cli::SocksArgs;
+use crate::driver::DriverConfig;
 
 /// Longest a client may take to say where it wants to go.
 const NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +117,8 @@ impl Drop for Waiting {
 
 /// Serves SOCKS5 until Ctrl-C (exit 0). A destination that cannot be reached fails its own
 /// connections, not the proxy.
-pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
+pub async fn run(aws: &Aws, args: &SocksArgs, config: DriverConfig) -> Result<u8> {
+    let quiet = config.quiet;
     check_target(&args.via)?;
     let login = Login::from_args(args)?.map(Arc::new);
     let addr = spec::parse_listen(&args.listen)?;
@@ -146,6 +149,7 @@ pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
     let mut proxy = Proxy {
         load: load.clone(),
         aws: aws.clone(),
+        config,
         args,
         local,
         console,
@@ -181,7 +185,7 @@ pub async fn run(aws: &Aws, args: &SocksArgs, quiet: bool) -> Result<u8> {
                         match tokio::time::timeout(NEGOTIATE_TIMEOUT, negotiate(&mut socket, local, login.as_deref())).await {
                             Ok(Ok(dest)) if load.full() => {
                                 let _ = reply(&mut socket, Reply::GeneralFailure).await;
-                                crate::notice(&format!(
+                                config.notice(&format!(
                                     "refused a connection to {}: {} client connections are open (--max-connections)",
                                     dest.remote(), load.max
                                 ));
@@ -316,6 +320,7 @@ type Ended = (String, u64, Result<()>);
 struct Proxy<'a> {
     load: Arc<Load>,
     aws: Aws,
+    config: DriverConfig,
     args: &'a SocksArgs,
     local: SocketAddr,
     console: Console,
@@ -336,7 +341,7 @@ impl Proxy<'_> {
         if !self.destinations.contains_key(&key) {
             let open = self.destinations.len() as u64 * u64::from(self.args.sessions);
             if open + u64::from(self.args.sessions) > u64::from(self.args.max_sessions) {
-                crate::notice(&format!(
+                self.config.notice(&format!(
                     "refused a connection to {key}: {open} sessions are open for other \
                      destinations (--max-sessions {})",
                     self.args.max_sessions
@@ -376,7 +381,14 @@ impl Proxy<'_> {
         let generation = self.generation;
         let (lanes, ends) = Lanes::new(usize::from(self.args.sessions), self.local);
         let (stop, stopped) = watch::channel(false);
-        let tunnels = Tunnel::for_lanes(&self.aws, &self.args.via, &self.args.session, &spec, ends);
+        let tunnels = Tunnel::for_lanes(
+            &self.aws,
+            self.config,
+            &self.args.via,
+            &self.args.session,
+            &spec,
+            ends,
+        );
         for tunnel in tunnels {
             let run = tunnel::run(tunnel, self.console, self.counters.clone(), stopped.clone());
             let key = key.to_owned();

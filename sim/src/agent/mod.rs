@@ -20,17 +20,17 @@ use crate::relay::{AgentLink, AgentOut};
 use crate::state::SimState;
 use bytes::Bytes;
 use handshake::{Handshake, HandshakeStep};
-use rssm_protocol::message::{AgentMessage, MessageType, PayloadType};
+use rssm_protocol::message::{created_date_at, AgentMessage, MessageType, PayloadType};
 use rssm_protocol::payload::{to_json, AgentSessionStatePayload, Flag, SizeData};
 use rssm_protocol::{Event, Session, SessionConfig};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 
 /// Bytes per read from a PTY, pipe or TCP socket (`StreamDataPayloadSize`, §12).
-pub const READ_CHUNK: usize = 1024;
+pub const READ_CHUNK: usize = rssm_protocol::MAX_STREAM_PAYLOAD;
 /// Unacknowledged messages beyond which the driver stops taking plugin output (keeps memory bounded).
 const MAX_IN_FLIGHT: usize = 4096;
 /// Client inputs queued for a plugin beyond which new ones are refused (the client retransmits).
@@ -111,13 +111,6 @@ pub struct AgentSpec {
     pub seed: u64,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1)
-}
-
 fn seed_bytes(seed: u64) -> [u8; 32] {
     let mut s = [0u8; 32];
     for (i, chunk) in s.chunks_mut(8).enumerate() {
@@ -160,7 +153,12 @@ struct Driver {
 pub async fn run(spec: AgentSpec, link: AgentLink) {
     let now = Instant::now();
     let config = SessionConfig::agent(spec.session_id.clone(), spec.target.id.clone());
-    let session = Session::new(config, now, unix_ms(), seed_bytes(spec.seed));
+    let session = Session::new(
+        config,
+        now,
+        created_date_at(SystemTime::now()),
+        seed_bytes(spec.seed),
+    );
     let (active, _) = watch::channel(true);
     let mut d = Driver {
         spec,
@@ -216,7 +214,7 @@ impl Driver {
             MessageType::AgentSessionState,
             0,
             3,
-            unix_ms(),
+            created_date_at(SystemTime::now()),
             uuid::Uuid::new_v4(),
             PayloadType::Undefined,
             to_json(&payload),

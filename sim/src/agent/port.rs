@@ -238,8 +238,8 @@ struct MuxStream {
     peer_finished: bool,
 }
 
-/// The agent's pumps sleep 1 ms after each read and send (`time.Sleep(time.Millisecond)`, about
-/// 1.1 ms on Linux). Tokio's timers round up to whole milliseconds, which alone would halve that
+/// The agent's pumps sleep 1 ms after each read and send (`time.Sleep(time.Millisecond)`, which
+/// oversleeps slightly). Tokio's timers round up to whole milliseconds, which alone would halve that
 /// rate, so this keeps one read per pause on average: a late wake-up lets the next few go at
 /// once instead of losing the time.
 struct ReadPacer {

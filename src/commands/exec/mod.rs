@@ -19,12 +19,12 @@ use std::collections::HashMap;
 use anyhow::Result;
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aws::{Aws, ServiceError};
 use crate::cli::ExecArgs;
-use crate::driver::{End, Input, Output};
+use crate::driver::{DriverConfig, End, Input, Output};
 
+use super::signals::{Signal, Signals};
 use super::{connect, Connected, EXIT_ERROR};
 use trailer::{Ending, Trailer, Unwrapper};
 
@@ -34,7 +34,7 @@ pub const DOCUMENT: &str = "AWS-StartNonInteractiveCommand";
 const SEPARATE: &str = "separateOutputStream";
 
 /// Runs the command and returns the process exit status.
-pub async fn run(aws: &Aws, args: &ExecArgs) -> Result<u8> {
+pub async fn run(aws: &Aws, args: &ExecArgs, config: DriverConfig) -> Result<u8> {
     let trailer = Trailer::random();
     let command = wrapped_command(&args.command.join(" "), &trailer);
     let mut params = HashMap::from([
@@ -43,6 +43,7 @@ pub async fn run(aws: &Aws, args: &ExecArgs) -> Result<u8> {
     ]);
     let conn = match connect(
         aws,
+        config,
         &args.target,
         Some(DOCUMENT),
         params.clone(),
@@ -52,12 +53,20 @@ pub async fn run(aws: &Aws, args: &ExecArgs) -> Result<u8> {
     {
         Err(e) if refuses_separate(&e) => {
             let document = args.session.document.as_deref().unwrap_or(DOCUMENT);
-            crate::notice(&format!(
+            config.notice(&format!(
                 "document {document} does not declare {SEPARATE}: stdout and stderr arrive \
                  merged on stdout when the command ends, and its exit status cannot be known"
             ));
             params.remove(SEPARATE);
-            connect(aws, &args.target, Some(DOCUMENT), params, &args.session).await?
+            connect(
+                aws,
+                config,
+                &args.target,
+                Some(DOCUMENT),
+                params,
+                &args.session,
+            )
+            .await?
         }
         other => other?,
     };
@@ -101,7 +110,8 @@ struct Outcome {
     exit_code: Option<i32>,
     stdout: Ending,
     stderr: Ending,
-    interrupted: bool,
+    /// rssm gave up on a signal (a second Ctrl-C, SIGTERM, SIGHUP).
+    interrupted: Option<Signal>,
 }
 
 /// Copies the session's output to ours until it ends.
@@ -114,7 +124,7 @@ async fn relay_output(mut conn: Connected, trailer: &Trailer) -> Result<Outcome>
     let mut interrupts = 0;
     // One listener for the whole session: a fresh `ctrl_c()` per loop turn would miss a
     // SIGINT that arrives while a turn writes output.
-    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut signals = Signals::new()?;
     let end = loop {
         tokio::select! {
             o = conn.handle.output.recv() => match o {
@@ -128,16 +138,18 @@ async fn relay_output(mut conn: Connected, trailer: &Trailer) -> Result<Outcome>
                 Some(_) => {}
                 None => break End::Failed("the session driver stopped".into()),
             },
-            _ = interrupt.recv() => {
+            signal = signals.recv() => {
                 interrupts += 1;
-                if interrupts > 1 {
+                // The first Ctrl-C goes to the command; a second one, or an end from outside,
+                // gives up.
+                if interrupts > 1 || signal != Signal::Interrupt {
                     conn.terminate().await;
                     return Ok(Outcome {
                         end: End::Finished,
                         exit_code: None,
                         stdout: Ending::Cut,
                         stderr: Ending::Cut,
-                        interrupted: true,
+                        interrupted: Some(signal),
                     });
                 }
                 let _ = conn.handle.input.send(Input::Data(Bytes::from_static(b"\x03"))).await;
@@ -154,7 +166,7 @@ async fn relay_output(mut conn: Connected, trailer: &Trailer) -> Result<Outcome>
         exit_code,
         stdout: stdout_end,
         stderr: stderr_end,
-        interrupted: false,
+        interrupted: None,
     })
 }
 
@@ -168,8 +180,8 @@ async fn write(w: &mut (impl AsyncWrite + Unpin), data: &[u8]) -> Result<()> {
 
 /// The exit status for an outcome, saying on stderr why when it is not the command's own.
 fn exit_status(o: Outcome) -> u8 {
-    if o.interrupted {
-        return 130;
+    if let Some(signal) = o.interrupted {
+        return signal.exit_status();
     }
     let reason = match &o.end {
         End::Closed { reason } | End::Failed(reason) => reason.as_str(),
@@ -267,7 +279,7 @@ mod tests {
             exit_code,
             stdout,
             stderr: Ending::Whole { merged: false },
-            interrupted: false,
+            interrupted: None,
         }
     }
 

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, Notify};
 
 use super::conn::{Conn, ConnEvent, ConnId};
 use super::source::Source;
-use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
+use super::tunnel::{Ctx, Link, Reports, Stop};
+use rssm_protocol::MAX_STREAM_PAYLOAD;
+
 use crate::driver::{End, Input, Output};
 
 /// Serves the connections of `source` one at a time until the user stops or the session ends,
@@ -93,7 +95,7 @@ async fn serve_each<R: Reports>(
             },
             Some(event) = events.recv(), if pending.is_empty() => match event {
                 ConnEvent::Data(id, bytes) if is_current(id) => {
-                    for chunk in bytes.chunks(CHUNK) {
+                    for chunk in bytes.chunks(MAX_STREAM_PAYLOAD) {
                         pending.push_back(Input::Data(bytes.slice_ref(chunk)));
                     }
                 }
@@ -200,7 +202,7 @@ mod tests {
         while sent < 3000 {
             match next(&mut to_agent).await {
                 Input::Data(b) => {
-                    assert!(b.len() <= CHUNK);
+                    assert!(b.len() <= MAX_STREAM_PAYLOAD);
                     sent += b.len();
                 }
                 other => panic!("unexpected {other:?}"),

@@ -183,7 +183,7 @@ async fn upload(
     // Each read is copied out of the shared buffer into an allocation of exactly its size: a
     // connection holds no buffer of its own, idle or not, and what waits in the queues costs
     // what the credit counts. (Passing the read buffer on instead would save that memcpy but
-    // pin 32 KiB per read, however few bytes it held: 0.5–1 MiB more with fifty connections.)
+    // pin 32 KiB per read, however few bytes it held, which adds up across many connections.)
     loop {
         if let Err(e) = rd.readable().await {
             tracing::debug!(conn = id, "local read failed: {e}");

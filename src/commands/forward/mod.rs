@@ -27,6 +27,7 @@ pub(crate) mod source;
 pub(crate) mod spec;
 pub(crate) mod status;
 pub(crate) mod tunnel;
+mod turns;
 
 use std::sync::Arc;
 
@@ -37,11 +38,13 @@ use tokio::task::JoinSet;
 
 use crate::aws::Aws;
 use crate::cli::ForwardArgs;
+use crate::driver::DriverConfig;
 
 use self::lanes::{LaneState, Lanes};
 use self::source::Source;
 use self::status::{Console, Counters};
 use self::tunnel::Tunnel;
+use super::signals::Signals;
 use super::{check_target, EXIT_ERROR};
 
 pub use self::plugin::run_plugin;
@@ -51,7 +54,7 @@ pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Forwards until Ctrl-C (exit 0), or until a forward cannot go on: its first session fails, or
 /// no new session can be started after one was lost (exit 255).
-pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
+pub async fn run(aws: &Aws, args: &ForwardArgs, config: DriverConfig) -> Result<u8> {
     check_target(&args.target)?;
     let specs = spec::from_args(args)?;
     let mut listeners = Vec::with_capacity(specs.len());
@@ -63,7 +66,7 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
         listeners.push(listener);
     }
     let mut signals = Signals::new()?;
-    let console = Console::new(quiet);
+    let console = Console::new(config.quiet);
     let counters = Arc::new(Counters::default());
     let status_line = console.start_status_line(counters.clone());
     let (stop, stopped) = watch::channel(false);
@@ -83,7 +86,7 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
             });
             ends
         };
-        for tunnel in Tunnel::for_lanes(aws, &args.target, &args.session, &spec, ends) {
+        for tunnel in Tunnel::for_lanes(aws, config, &args.target, &args.session, &spec, ends) {
             forwards.spawn(tunnel::run(
                 tunnel,
                 console,
@@ -129,44 +132,4 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, quiet: bool) -> Result<u8> {
     }
     drop(status_line);
     Ok(if failed { EXIT_ERROR } else { 0 })
-}
-
-/// Ctrl-C, and on Unix also SIGTERM and SIGHUP: each means "close everything cleanly".
-pub(crate) struct Signals {
-    #[cfg(unix)]
-    unix: Vec<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    pub(crate) fn new() -> Result<Signals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let kinds = [
-                SignalKind::interrupt(),
-                SignalKind::terminate(),
-                SignalKind::hangup(),
-            ];
-            let unix = kinds
-                .into_iter()
-                .map(signal)
-                .collect::<std::io::Result<_>>()
-                .context("cannot install signal handlers")?;
-            Ok(Signals { unix })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-
-    pub(crate) async fn recv(&mut self) {
-        #[cfg(unix)]
-        {
-            let any = self.unix.iter_mut().map(|s| Box::pin(s.recv()));
-            futures_util::future::select_all(any).await;
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -15,7 +15,7 @@
 //!   ([`SmuxSession::can_receive`]) we stop taking Output from the driver, whose bounded channel
 //!   then pushes back on the websocket (xtaci does the same with its token bucket).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rssm_protocol::payload::Flag;
@@ -27,7 +27,11 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
 use super::source::Source;
-use super::tunnel::{Ctx, Link, Reports, Stop, CHUNK};
+use super::tunnel::{Ctx, Link, Reports, Stop};
+use super::turns::Turns;
+use rssm_protocol::MAX_STREAM_PAYLOAD;
+
+use crate::clock::sleep_until_opt;
 use crate::driver::{Demand, End, Input, Output};
 
 /// Bytes one connection may have read and not yet passed on to smux.
@@ -36,7 +40,7 @@ const UP_CREDIT: usize = 64 * 1024;
 /// fifty share this (bounding memory, not throughput: the session is the bottleneck then).
 const UP_POOL: usize = 512 * 1024;
 /// Connection bytes per smux frame: one frame fills one stream message (8-byte smux header).
-const FRAME_DATA: usize = CHUNK - 8;
+const FRAME_DATA: usize = MAX_STREAM_PAYLOAD - 8;
 /// Stop writing connection bytes into smux while this much smux output waits for the driver
 /// without pacing, where the data channel drains it at once. Paced, connection bytes go into
 /// smux only when the driver asks for messages (see [`Demand`]), as many as it asked for: what
@@ -45,9 +49,6 @@ const OUTPUT_LOW_UNPACED: usize = 64 * 1024;
 /// Received bytes the smux session may hold for slow local readers before we stop taking
 /// Output from the driver (xtaci's default is 4 MiB).
 const RECEIVE_BUFFER: usize = 1024 * 1024;
-/// A read of at most this many bytes from a connection with nothing else waiting counts as
-/// interactive (a keystroke, a short request): it goes ahead of other connections' bulk.
-const INTERACTIVE_BYTES: usize = 256;
 /// Connection events in flight, from all connections together (each ≤ 32 KiB of data).
 const EVENT_QUEUE: usize = 32;
 /// How long the session's receive buffer may stay full before the connection holding the most
@@ -67,14 +68,8 @@ struct Stream {
     bytes_down: u64,
     /// The agent sent FIN: once the buffered bytes are delivered, the socket is half-closed.
     remote_fin: bool,
-    /// Bytes read from the local socket, waiting for their turn in smux.
-    up: VecDeque<bytes::Bytes>,
     /// The connection's read credit (see [`Conn::spawn_credited`]).
     credit: Arc<Credit>,
-    /// The local side sent EOF: close our smux side once `up` is written.
-    eof_after_up: bool,
-    /// The connection task ended: forget the stream once `up` is written.
-    closed_after_up: bool,
 }
 
 /// Serves the connections of `source` over the session until the user stops, the session ends,
@@ -93,13 +88,11 @@ pub async fn serve<R: Reports>(
         ..SmuxConfig::default()
     };
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-    let paced = crate::driver::max_message_rate().is_some();
+    let paced = link.demand.is_some();
     let mut mux = Mux {
         smux: SmuxSession::new(SmuxRole::Client, config, Instant::now().into_std()),
         streams: HashMap::new(),
-        turns: VecDeque::new(),
-        frame_data: if paced { FRAME_DATA } else { READ_SIZE },
-        paced,
+        turns: Turns::new(if paced { FRAME_DATA } else { READ_SIZE }),
         readable: BTreeSet::new(),
         refused_pending: 0,
         full_since: None,
@@ -117,13 +110,10 @@ pub async fn serve<R: Reports>(
 struct Mux<'a> {
     smux: SmuxSession,
     streams: HashMap<StreamId, Stream>,
-    /// Streams with bytes (or an EOF) waiting to go into smux, in turn order.
-    turns: VecDeque<StreamId>,
-    /// The driver paces its messages (`--max-msg-rate`).
-    paced: bool,
-    /// Most connection bytes per smux frame: one message's worth when paced (turns are then
-    /// fair to the message), a whole read otherwise (fewer frames for the agent to handle).
-    frame_data: usize,
+    /// Connection bytes (or EOFs) waiting to go into smux, and whose turn it is. Turns carry
+    /// one message's worth when paced (fair to the message), a whole read otherwise (fewer
+    /// frames for the agent to handle).
+    turns: Turns,
     /// Streams that may have received bytes (or a FIN) not yet passed to their connection; after
     /// [`Mux::deliver`] only those whose connection queue is full remain.
     readable: BTreeSet<StreamId>,
@@ -161,7 +151,6 @@ impl Mux<'_> {
             demand,
         } = link;
         // Paced, the driver asks for data (see `Demand`); otherwise it takes what it is given.
-        let demand = demand.filter(|_| self.paced);
         let mut accept_after: Option<Instant> = None;
         loop {
             if let Some(stop) = self.handle_smux_events() {
@@ -198,7 +187,7 @@ impl Mux<'_> {
                 // Paced: the driver asked for `n` messages, which go out at once. Only now do
                 // connections take their turns, so a keystroke that came meanwhile is in them.
                 n = wanted(demand), if has_output => {
-                    self.take_turns(n * CHUNK);
+                    self.take_turns(n * MAX_STREAM_PAYLOAD);
                     for _ in 0..n {
                         let permit = match input.try_reserve() {
                             Ok(permit) => permit,
@@ -208,7 +197,7 @@ impl Mux<'_> {
                             Err(TrySendError::Full(())) => break,
                         };
                         // One payload per message, as the agent expects (§12).
-                        let Some(chunk) = self.smux.poll_output(CHUNK) else { break };
+                        let Some(chunk) = self.smux.poll_output(MAX_STREAM_PAYLOAD) else { break };
                         permit.send(Input::Data(chunk));
                     }
                 },
@@ -218,12 +207,12 @@ impl Mux<'_> {
                     };
                     // One payload per message, as the agent expects (§12): as many as the
                     // driver takes without waiting.
-                    if let Some(chunk) = self.smux.poll_output(CHUNK) {
+                    if let Some(chunk) = self.smux.poll_output(MAX_STREAM_PAYLOAD) {
                         permit.send(Input::Data(chunk));
                     }
                     while self.smux.pending_output() > 0 {
                         let Ok(permit) = input.try_reserve() else { break };
-                        if let Some(chunk) = self.smux.poll_output(CHUNK) {
+                        if let Some(chunk) = self.smux.poll_output(MAX_STREAM_PAYLOAD) {
                             permit.send(Input::Data(chunk));
                         }
                     }
@@ -264,11 +253,9 @@ impl Mux<'_> {
     /// Messages' worth of data waiting to go: smux output, and connection bytes not yet in
     /// smux (a frame header each message).
     fn waiting_messages(&self) -> usize {
-        let up: usize = (self.turns.iter())
-            .filter_map(|id| self.streams.get(id))
-            .flat_map(|s| s.up.iter().map(bytes::Bytes::len))
-            .sum();
-        self.smux.pending_output().div_ceil(CHUNK) + up.div_ceil(self.frame_data)
+        let up = self.turns.waiting_bytes();
+        self.smux.pending_output().div_ceil(MAX_STREAM_PAYLOAD)
+            + up.div_ceil(self.turns.frame_data())
     }
 
     /// Serves a new local connection as a new smux stream.
@@ -295,10 +282,7 @@ impl Mux<'_> {
                         peer,
                         bytes_down: 0,
                         remote_fin: false,
-                        up: VecDeque::new(),
                         credit,
-                        eof_after_up: false,
-                        closed_after_up: false,
                     },
                 );
             }
@@ -393,47 +377,31 @@ impl Mux<'_> {
         match event {
             ConnEvent::Data(id, bytes) => {
                 let id = StreamId(id);
-                if let Some(stream) = self.streams.get_mut(&id) {
-                    let interactive = bytes.len() <= INTERACTIVE_BYTES
-                        && stream.up.is_empty()
-                        && !stream.eof_after_up;
-                    if stream.up.is_empty() && !stream.eof_after_up {
-                        if interactive {
-                            self.turns.push_front(id);
-                        } else {
-                            self.turns.push_back(id);
-                        }
-                    }
-                    stream.up.push_back(bytes);
-                    return interactive;
+                if self.streams.contains_key(&id) {
+                    return self.turns.push(id, bytes);
                 }
             }
             ConnEvent::Eof(id) => {
                 let id = StreamId(id);
-                match self.streams.get_mut(&id) {
-                    Some(stream) if !stream.up.is_empty() => stream.eof_after_up = true,
-                    _ => {
-                        let _ = self.smux.close(id);
-                    }
+                if self.turns.eof(id) {
+                    let _ = self.smux.close(id);
                 }
             }
             ConnEvent::Reset(id) => {
                 let id = StreamId(id);
                 let _ = self.smux.drop_stream(id);
+                let charged = self.turns.reset(id);
                 if let Some(stream) = self.streams.get_mut(&id) {
                     stream.conn.to_local = None;
                     // The pool is shared: what this connection was charged goes back to it.
-                    let charged: usize = stream.up.drain(..).map(|b| b.len()).sum();
                     stream.credit.give(charged);
-                    stream.eof_after_up = false;
                 }
             }
             ConnEvent::Closed(id) => {
+                // Read to the end, but not all of it in smux yet: that is finished first.
                 let id = StreamId(id);
-                match self.streams.get_mut(&id) {
-                    // Read to the end, but not all of it is in smux yet: finish that first.
-                    Some(stream) if !stream.up.is_empty() => stream.closed_after_up = true,
-                    _ => self.forget(id),
+                if self.turns.closed(id) {
+                    self.forget(id);
                 }
             }
         }
@@ -444,40 +412,31 @@ impl Mux<'_> {
     /// if the agent's side is still open (our socket broke), close it now.
     fn forget(&mut self, id: StreamId) {
         let _ = self.smux.drop_stream(id);
+        self.turns.forget(id);
         if self.streams.remove(&id).is_some() {
             self.ctx.closed();
         }
     }
 
-    /// Writes waiting connection bytes into smux, one frame per connection per turn, while less
-    /// than `output_low` bytes of smux output wait: no connection's backlog delays another's
-    /// next bytes by more than a frame each.
+    /// Writes waiting connection bytes into smux, a turn at a time (see [`Turns`]), while less
+    /// than `output_low` bytes of smux output wait.
     fn take_turns(&mut self, output_low: usize) {
         while self.smux.pending_output() < output_low {
-            let Some(id) = self.turns.pop_front() else {
+            let Some(turn) = self.turns.next() else {
                 return;
             };
-            let Some(stream) = self.streams.get_mut(&id) else {
-                continue;
-            };
-            if let Some(front) = stream.up.front_mut() {
-                let chunk = front.split_to(front.len().min(self.frame_data));
-                if front.is_empty() {
-                    stream.up.pop_front();
+            if let Some(data) = turn.data {
+                if let Some(stream) = self.streams.get(&turn.id) {
+                    stream.credit.give(data.len());
                 }
-                stream.credit.give(chunk.len());
                 // Fails only for a stream already dropped (refused, or the socket broke).
-                let _ = self.smux.write(id, &chunk);
+                let _ = self.smux.write(turn.id, &data);
             }
-            if !stream.up.is_empty() {
-                self.turns.push_back(id);
-                continue;
+            if turn.close {
+                let _ = self.smux.close(turn.id);
             }
-            if std::mem::take(&mut stream.eof_after_up) {
-                let _ = self.smux.close(id);
-            }
-            if stream.closed_after_up {
-                self.forget(id);
+            if turn.forget {
+                self.forget(turn.id);
             }
         }
     }
@@ -562,13 +521,6 @@ impl Drop for Mux<'_> {
     }
 }
 
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -635,10 +587,6 @@ mod tests {
     }
 
     async fn paced_forward() -> Paced {
-        assert!(
-            crate::driver::max_message_rate().is_some(),
-            "paced by default"
-        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (input, to_agent) = mpsc::channel(64);

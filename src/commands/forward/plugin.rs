@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use super::source::Source;
 use super::status::Console;
 use super::tunnel::{self, print_stdout, Ctx, Mode, Stop, Voice};
-use super::{Signals, EXIT_INTERRUPTED};
+use super::EXIT_INTERRUPTED;
+use crate::commands::signals::Signals;
 use crate::commands::Connected;
 use crate::driver::End;
 

@@ -30,10 +30,8 @@ use super::{basic, mux};
 use crate::aws::Aws;
 use crate::cli::SessionArgs;
 use crate::commands::{connect, Connected};
-use crate::driver::{End, Input, Output, Outputs};
+use crate::driver::{DriverConfig, End, Input, Output, Outputs};
 
-/// Largest Output payload we send: the size the agent reads and expects (§12).
-pub const CHUNK: usize = 1024;
 /// How long the agent may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping forward waits for the session to wind down.
@@ -199,6 +197,8 @@ pub struct Link<'a, R: Reports> {
 pub struct Tunnel {
     /// API client.
     pub aws: Aws,
+    /// How its sessions run.
+    pub config: DriverConfig,
     /// Instance or managed-node id.
     pub target: String,
     /// `--document`, `--parameters`, `--reason`.
@@ -219,6 +219,7 @@ impl Tunnel {
     /// `session I of N` when there are several.
     pub fn for_lanes(
         aws: &Aws,
+        config: DriverConfig,
         target: &str,
         session: &SessionArgs,
         spec: &ForwardSpec,
@@ -230,6 +231,7 @@ impl Tunnel {
             .enumerate()
             .map(|(i, (source, lane))| Tunnel {
                 aws: aws.clone(),
+                config,
                 target: target.to_owned(),
                 session: session.clone(),
                 spec: spec.clone(),
@@ -280,6 +282,7 @@ async fn run_lane(
 ) -> Result<()> {
     let Tunnel {
         aws,
+        config,
         target,
         session,
         spec,
@@ -292,6 +295,7 @@ async fn run_lane(
         Ctx::new(console, counters, spec.remote().to_string(), Voice::Rssm).with_lane(lane.clone());
     let starter = Starter {
         aws,
+        config,
         target,
         session,
         spec,
@@ -375,6 +379,7 @@ async fn run_lane(
 /// Starts sessions for one forward.
 struct Starter {
     aws: Aws,
+    config: DriverConfig,
     target: String,
     session: SessionArgs,
     spec: ForwardSpec,
@@ -408,9 +413,16 @@ impl Starter {
     ) -> Result<Option<(Connected, Mode)>, StartError> {
         let params = self.spec.parameters(self.local.port());
         let document = Some(self.spec.document());
-        let mut conn = connect(&self.aws, &self.target, document, params, &self.session)
-            .await
-            .map_err(StartError::new)?;
+        let mut conn = connect(
+            &self.aws,
+            self.config,
+            &self.target,
+            document,
+            params,
+            &self.session,
+        )
+        .await
+        .map_err(StartError::new)?;
         let id = conn.started.session_id.clone();
         // Agent data waits, unacknowledged, until a local connection can take it (§9.4, §14.15).
         let _ = conn.handle.input.send(Input::Ready(false)).await;
@@ -569,7 +581,7 @@ async fn serve(
         output: &mut conn.handle.output,
         shutdown,
         hurry: Some(&conn.handle.hurry),
-        demand: Some(&conn.handle.demand),
+        demand: conn.handle.demand.as_deref(),
     };
     match mode {
         Mode::Mux { keep_alive } => {
