@@ -13,8 +13,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
 use super::conn::{Conn, ConnEvent, ConnId};
+use super::link::{Link, Reports, Stop};
 use super::source::Source;
-use super::tunnel::{Ctx, Link, Reports, Stop};
+use super::voice::Ctx;
 use rssm_protocol::MAX_STREAM_PAYLOAD;
 
 use crate::driver::{End, Input, Output};

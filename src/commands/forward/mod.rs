@@ -20,6 +20,7 @@ mod basic;
 mod conn;
 mod held;
 pub(crate) mod lanes;
+pub(crate) mod link;
 mod mux;
 mod plugin;
 mod restart;
@@ -28,6 +29,7 @@ pub(crate) mod spec;
 pub(crate) mod status;
 pub(crate) mod tunnel;
 mod turns;
+pub(crate) mod voice;
 
 use std::sync::Arc;
 

@@ -26,9 +26,10 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::conn::{Conn, ConnEvent, Credit, READ_SIZE, TO_LOCAL_CHUNK};
+use super::link::{Link, Reports, Stop};
 use super::source::Source;
-use super::tunnel::{Ctx, Link, Reports, Stop};
 use super::turns::Turns;
+use super::voice::Ctx;
 use rssm_protocol::MAX_STREAM_PAYLOAD;
 
 use crate::clock::sleep_until_opt;

@@ -10,9 +10,11 @@ use rssm_protocol::SessionTypeInfo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::link::Stop;
 use super::source::Source;
 use super::status::Console;
-use super::tunnel::{self, print_stdout, Ctx, Mode, Stop, Voice};
+use super::tunnel::{self, Mode};
+use super::voice::{self, print_stdout, Ctx, Voice};
 use super::EXIT_INTERRUPTED;
 use crate::commands::signals::Signals;
 use crate::commands::Connected;
@@ -43,7 +45,7 @@ pub async fn run_plugin(
     let ctx = Ctx::new(
         Console::without_status_line(quiet),
         Arc::default(),
-        tunnel::remote_of(&info),
+        voice::remote_of(&info),
         Voice::Plugin {
             session_id: id.clone(),
         },

@@ -5,10 +5,7 @@
 //! started ([`forward_connected`]); it ends with its session, as the official plugin does.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,181 +14,27 @@ use rssm_protocol::handshake::{agent_disables_smux_keepalive, agent_supports_mux
 use rssm_protocol::payload::Flag;
 use rssm_protocol::{SessionType, SessionTypeInfo};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::held::Held;
 use super::lanes::{LaneState, Phase};
+use super::link::{Link, Stop};
 use super::restart::{self, Backoff};
 use super::source::Source;
 use super::spec::ForwardSpec;
 use super::status::{Console, Counters};
+use super::voice::{Ctx, Voice};
 use super::{basic, mux};
 use crate::aws::Aws;
 use crate::cli::SessionArgs;
 use crate::commands::{connect, Connected};
-use crate::driver::{DriverConfig, End, Input, Output, Outputs};
+use crate::driver::{DriverConfig, End, Input, Output};
 
 /// How long the agent may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping forward waits for the session to wind down.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Why a forward's serving loop returned.
-#[derive(Debug)]
-pub enum Stop {
-    /// The user asked to stop (Ctrl-C).
-    Shutdown,
-    /// The session ended on its own.
-    Ended(End),
-    /// The forward broke (e.g. a corrupt smux stream).
-    Failed(String),
-}
-
-/// Who is speaking to the user.
-#[derive(Debug)]
-pub enum Voice {
-    /// `rssm forward`: one-line messages on stderr.
-    Rssm,
-    /// The drop-in plugin: the official plugin's stdout messages (§9.4.2–3), which scripts parse.
-    Plugin {
-        /// For the messages.
-        session_id: String,
-    },
-}
-
-/// What a serving loop shares with the rest of the command.
-#[derive(Debug)]
-pub struct Ctx {
-    /// Where messages go.
-    pub console: Console,
-    /// Traffic counters for the status line.
-    pub counters: Arc<Counters>,
-    /// `HOST:RPORT`, for messages.
-    pub remote: String,
-    /// Message style.
-    pub voice: Voice,
-    /// A connection was accepted before.
-    accepted_before: AtomicBool,
-    /// What the dispatcher of a striped forward sees of this one (load and phase).
-    pub lane: Arc<LaneState>,
-}
-
-impl Ctx {
-    /// A context for one forward.
-    pub fn new(console: Console, counters: Arc<Counters>, remote: String, voice: Voice) -> Ctx {
-        Ctx {
-            console,
-            counters,
-            remote,
-            voice,
-            accepted_before: AtomicBool::new(false),
-            lane: LaneState::new(),
-        }
-    }
-
-    /// A quiet context for serving loops under test.
-    #[cfg(test)]
-    pub fn for_tests() -> Ctx {
-        Ctx::new(
-            Console::new(true),
-            Default::default(),
-            "localhost:80".into(),
-            Voice::Rssm,
-        )
-    }
-
-    /// The same, reporting to `lane`.
-    pub fn with_lane(mut self, lane: Arc<LaneState>) -> Ctx {
-        self.lane = lane;
-        self
-    }
-
-    /// A local connection started being served.
-    pub fn opened(&self) {
-        self.counters.opened();
-        self.lane.opened();
-    }
-
-    /// A local connection ended.
-    pub fn closed(&self) {
-        self.counters.closed();
-        self.lane.closed();
-    }
-
-    /// A local connection was accepted (the plugin announces it, §9.4.2–3).
-    pub fn on_accept(&self, basic: bool) {
-        let first = !self.accepted_before.swap(true, Ordering::Relaxed);
-        if let Voice::Plugin { session_id } = &self.voice {
-            if basic {
-                print_stdout(&format!("Connection accepted for session {session_id}.\n"));
-            } else if first {
-                print_stdout(&format!(
-                    "\nConnection accepted for session [{session_id}]\n"
-                ));
-            }
-        }
-    }
-
-    /// A connection whose reader took nothing while the session's receive buffer stayed full
-    /// was dropped (see `mux::STALL_LIMIT`).
-    pub fn on_stalled(&self, peer: Option<std::net::SocketAddr>, waited: Duration, bytes: usize) {
-        let from = peer.map_or_else(String::new, |p| format!(" from {p}"));
-        self.console.line(&format!(
-            "rssm: dropped the connection{from} to {}: it read nothing for {} s while {} KiB \
-             for it held up every other connection of the session",
-            self.remote,
-            waited.as_secs(),
-            bytes / 1024
-        ));
-    }
-
-    /// The agent could not connect to the destination for a connection.
-    pub fn on_refused(&self) {
-        match &self.voice {
-            Voice::Rssm => self.console.line(&format!(
-                "rssm: connection to {} refused on the target",
-                self.remote
-            )),
-            Voice::Plugin { .. } => {
-                print_stdout("\nConnection to destination port failed, check SSM Agent logs.\n")
-            }
-        }
-    }
-}
-
-/// A source of the driver's reports: the driver's [`Outputs`], or a plain channel in tests.
-pub trait Reports: Send {
-    /// The next report; `None` once the driver is gone.
-    fn recv(&mut self) -> impl Future<Output = Option<Output>> + Send;
-}
-
-impl Reports for Outputs {
-    fn recv(&mut self) -> impl Future<Output = Option<Output>> + Send {
-        Outputs::recv(self)
-    }
-}
-
-impl Reports for mpsc::Receiver<Output> {
-    fn recv(&mut self) -> impl Future<Output = Option<Output>> + Send {
-        mpsc::Receiver::recv(self)
-    }
-}
-
-/// The running session as a serving loop uses it, plus the stop signal.
-pub struct Link<'a, R: Reports> {
-    /// Requests to the session driver.
-    pub input: &'a mpsc::Sender<Input>,
-    /// Reports from the session driver.
-    pub output: &'a mut R,
-    /// Becomes `true` when the user stops the command.
-    pub shutdown: &'a mut watch::Receiver<bool>,
-    /// Tells the driver that something interactive waits (see [`crate::driver::DriverHandle::hurry`]).
-    pub hurry: Option<&'a Notify>,
-    /// Paced, how data is handed to the driver (see [`crate::driver::Demand`]); without it, data
-    /// is pushed.
-    pub demand: Option<&'a crate::driver::Demand>,
-}
 
 /// Everything one forward needs.
 pub struct Tunnel {
@@ -676,28 +519,10 @@ pub async fn finish(conn: &mut Connected) {
     }
 }
 
-/// `HOST:PORT` of a port session's destination, from the document properties (§9.4).
-pub fn remote_of(info: &SessionTypeInfo) -> String {
-    let host = info.property("host").unwrap_or("localhost");
-    let port = info.property("portNumber").unwrap_or("?");
-    let addr: SocketAddr = match format!("{host}:{port}").parse() {
-        Ok(a) => a,
-        Err(_) if host.contains(':') => return format!("[{host}]:{port}"),
-        Err(_) => return format!("{host}:{port}"),
-    };
-    addr.to_string()
-}
-
-/// Writes the plugin's messages to stdout, where the official plugin prints them.
-pub fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::forward::voice::remote_of;
     use serde_json::json;
 
     fn port(version: Option<&str>, kind: Option<&str>) -> SessionTypeInfo {
