@@ -41,4 +41,7 @@ if ! moto_server --help >/dev/null 2>&1; then
   export PATH="$venv/bin:$PATH"
 fi
 
+# Every § reference in the code names a heading of docs/protocol.md or docs/doctor.md.
+bash scripts/check-doc-refs.sh
+
 exec cargo test --workspace --locked "$@"

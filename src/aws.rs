@@ -309,13 +309,7 @@ where
                 "DisabledException" | "KMSInvalidStateException" => {
                     " (the key is disabled or pending deletion)"
                 }
-                "UnrecognizedClientException" | "InvalidSignatureException" => {
-                    " (check your AWS credentials)"
-                }
-                "ExpiredTokenException" => {
-                    " (your credentials expired: refresh them, e.g. `aws sso login`)"
-                }
-                _ => "",
+                _ => credentials_hint(code),
             };
             let sep = if msg.is_empty() { "" } else { ": " };
             anyhow!("{what}: {code}{sep}{msg}{hint}")
@@ -324,6 +318,19 @@ where
             anyhow!("{what}: cannot reach the KMS endpoint: {}", error_chain(&e))
         }
         _ => anyhow!("{what}: {}", error_chain(&e)),
+    }
+}
+
+/// Advice for an error code about the caller's credentials, whatever the service.
+fn credentials_hint(code: &str) -> &'static str {
+    match code {
+        "UnrecognizedClientException" | "InvalidSignatureException" => {
+            " (check your AWS credentials)"
+        }
+        "ExpiredTokenException" => {
+            " (your credentials expired: refresh them, e.g. `aws sso login`)"
+        }
+        _ => "",
     }
 }
 
@@ -390,13 +397,7 @@ where
                 "AccessDeniedException" => {
                     " (your credentials lack ssm:StartSession for this target)"
                 }
-                "UnrecognizedClientException" | "InvalidSignatureException" => {
-                    " (check your AWS credentials)"
-                }
-                "ExpiredTokenException" => {
-                    " (your credentials expired: refresh them, e.g. `aws sso login`)"
-                }
-                _ => "",
+                _ => credentials_hint(code),
             };
             let sep = if msg.is_empty() { "" } else { ": " };
             anyhow::Error::new(ServiceError {

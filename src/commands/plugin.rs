@@ -101,22 +101,22 @@ async fn run_session(start: PluginStart, config: DriverConfig) -> Result<u8> {
         started,
         handle,
     };
-    let mode = learn_mode(&mut conn).await?;
+    let mode = learn_kind(&mut conn).await?;
     let id = conn.started.session_id.clone();
     match mode {
-        Mode::Shell => {
+        SessionKind::Shell => {
             print_stdout(&format!("\nStarting session with SessionId: {id}\n"));
             // The official plugin has no escape sequences: none in drop-in mode.
             super::shell::run_connected(conn, quiet, None).await
         }
-        Mode::Stdio => {
+        SessionKind::Stdio => {
             // stdout carries the SSH stream: our line goes to stderr (the plugin's goes to stdout).
             if !quiet {
                 eprintln!("\nStarting session with SessionId: {id}");
             }
             super::proxy::run_connected(conn).await
         }
-        Mode::PortForward(info) => {
+        SessionKind::PortForward(info) => {
             print_stdout(&format!("\nStarting session with SessionId: {id}\n"));
             let local_port = info
                 .property("localPortNumber")
@@ -127,7 +127,7 @@ async fn run_session(start: PluginStart, config: DriverConfig) -> Result<u8> {
                 .unwrap_or(0);
             super::forward::run_plugin(conn, info, local_port, quiet).await
         }
-        Mode::Ended(End::Closed { reason }) => {
+        SessionKind::Ended(End::Closed { reason }) => {
             let reason = if reason.is_empty() {
                 "closed".into()
             } else {
@@ -136,16 +136,16 @@ async fn run_session(start: PluginStart, config: DriverConfig) -> Result<u8> {
             eprintln!("rssm: session {id} ended before it started: {reason}");
             Ok(EXIT_ERROR)
         }
-        Mode::Ended(End::Failed(reason)) => {
+        SessionKind::Ended(End::Failed(reason)) => {
             conn.terminate().await;
             anyhow::bail!("{reason}")
         }
-        Mode::Ended(End::Finished) => Ok(0),
+        SessionKind::Ended(End::Finished) => Ok(0),
     }
 }
 
 /// How the session will be run.
-enum Mode {
+enum SessionKind {
     Shell,
     Stdio,
     PortForward(SessionTypeInfo),
@@ -154,25 +154,25 @@ enum Mode {
 
 /// Reads the first reports until the session type is known (from the handshake, or a shell's
 /// first output), then puts them back for the command that runs the session.
-async fn learn_mode(conn: &mut Connected) -> Result<Mode> {
+async fn learn_kind(conn: &mut Connected) -> Result<SessionKind> {
     let mut seen = Vec::new();
     let mode = loop {
         let Some(out) = conn.handle.output.recv().await else {
-            break Mode::Ended(End::Failed("the session driver stopped".into()));
+            break SessionKind::Ended(End::Failed("the session driver stopped".into()));
         };
         match &out {
             Output::SessionType(info) => {
                 let mode = match info.session_type {
                     SessionType::Port => match info.property("type") {
-                        Some("LocalPortForwarding") => Mode::PortForward(info.clone()),
-                        _ => Mode::Stdio,
+                        Some("LocalPortForwarding") => SessionKind::PortForward(info.clone()),
+                        _ => SessionKind::Stdio,
                     },
-                    _ => Mode::Shell,
+                    _ => SessionKind::Shell,
                 };
                 seen.push(out);
                 break mode;
             }
-            Output::Ended(end) => break Mode::Ended(end.clone()),
+            Output::Ended(end) => break SessionKind::Ended(end.clone()),
             _ => seen.push(out),
         }
     };

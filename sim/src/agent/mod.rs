@@ -128,16 +128,16 @@ pub fn needs_handshake(plan: &SessionPlan) -> bool {
     ) || (plan.kms_key_id.is_some() && plan.kind != SessionKind::Port)
 }
 
-enum Phase {
+enum Stage {
     Handshake(Box<Handshake>),
     Running,
 }
 
-struct Driver {
+struct AgentSession {
     spec: AgentSpec,
     session: Session,
     link: AgentLink,
-    phase: Phase,
+    phase: Stage,
     plugin_in: Option<mpsc::Sender<ToPlugin>>,
     plugin_out: Option<mpsc::Receiver<FromPlugin>>,
     pending_in: VecDeque<ToPlugin>,
@@ -160,11 +160,11 @@ pub async fn run(spec: AgentSpec, link: AgentLink) {
         seed_bytes(spec.seed),
     );
     let (active, _) = watch::channel(true);
-    let mut d = Driver {
+    let mut d = AgentSession {
         spec,
         session,
         link,
-        phase: Phase::Running,
+        phase: Stage::Running,
         plugin_in: None,
         plugin_out: None,
         pending_in: VecDeque::new(),
@@ -177,12 +177,12 @@ pub async fn run(spec: AgentSpec, link: AgentLink) {
     d.main().await;
 }
 
-impl Driver {
+impl AgentSession {
     async fn main(&mut self) {
         self.send_state("Connected").await;
         if needs_handshake(&self.spec.plan) {
             let hs = Handshake::start(&self.spec, &mut self.session);
-            self.phase = Phase::Handshake(Box::new(hs));
+            self.phase = Stage::Handshake(Box::new(hs));
         } else {
             self.start_plugin(None);
         }
@@ -249,14 +249,14 @@ impl Driver {
         }
         self.plugin_in = Some(in_tx);
         self.plugin_out = Some(out_rx);
-        self.phase = Phase::Running;
+        self.phase = Stage::Running;
     }
 
     /// The session consumes client data only when the plugin can take it (§6.3 "not ready").
     fn update_ready(&mut self) {
         let ready = match self.phase {
-            Phase::Handshake(_) => true,
-            Phase::Running => self.plugin_ready && self.pending_in.len() < PLUGIN_QUEUE,
+            Stage::Handshake(_) => true,
+            Stage::Running => self.plugin_ready && self.pending_in.len() < PLUGIN_QUEUE,
         };
         self.session.set_ready(ready);
     }
@@ -277,7 +277,7 @@ impl Driver {
             self.flush_plugin_input();
             let now = Instant::now();
             let mut deadline = self.session.poll_timeout();
-            if let Phase::Handshake(hs) = &self.phase {
+            if let Stage::Handshake(hs) = &self.phase {
                 deadline = Some(deadline.map_or(hs.deadline(), |d| d.min(hs.deadline())));
             }
             let wake = deadline.unwrap_or(now + Duration::from_secs(3600));
@@ -315,7 +315,7 @@ impl Driver {
                     let now = Instant::now();
                     self.session.handle_timeout(now);
                     self.timer_fired = true;
-                    if let Phase::Handshake(hs) = &self.phase {
+                    if let Stage::Handshake(hs) = &self.phase {
                         if now >= hs.deadline() {
                             self.finish(handshake::TIMEOUT_MESSAGE.into(), true);
                         }
@@ -365,7 +365,7 @@ impl Driver {
 
     fn process_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
-            if let Phase::Handshake(hs) = &mut self.phase {
+            if let Stage::Handshake(hs) = &mut self.phase {
                 match hs.on_event(&event, &self.spec, &mut self.session) {
                     HandshakeStep::Continue => {}
                     HandshakeStep::Failed(msg) => {

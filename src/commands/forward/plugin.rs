@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::link::Stop;
 use super::source::Source;
 use super::status::Console;
-use super::tunnel::{self, Mode};
+use super::tunnel::{self, ForwardMode};
 use super::voice::{self, print_stdout, Ctx, Voice};
 use super::EXIT_INTERRUPTED;
 use crate::commands::signals::Signals;
@@ -50,11 +50,13 @@ pub async fn run_plugin(
             session_id: id.clone(),
         },
     );
-    let announce = |mode: &Mode| match mode {
-        Mode::Mux { .. } => print_stdout(&format!(
+    let announce = |mode: &ForwardMode| match mode {
+        ForwardMode::Mux { .. } => print_stdout(&format!(
             "Port {port} opened for sessionId {id}.\nWaiting for connections...\n"
         )),
-        Mode::Basic { .. } => print_stdout(&format!("Port {port} opened for sessionId {id}.\n")),
+        ForwardMode::Basic { .. } => {
+            print_stdout(&format!("Port {port} opened for sessionId {id}.\n"))
+        }
     };
     let outcome = {
         let serve = tunnel::forward_connected(&mut conn, &mut source, &ctx, &mut stopped, announce);

@@ -88,7 +88,7 @@ impl Tunnel {
 
 /// How the agent forwards (§9.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
+pub enum ForwardMode {
     /// smux: any number of connections share the session.
     Mux { keep_alive: bool },
     /// Old agents: one connection at a time.
@@ -253,7 +253,7 @@ impl Starter {
         &self,
         shutdown: &mut watch::Receiver<bool>,
         console: &Console,
-    ) -> Result<Option<(Connected, Mode)>, StartError> {
+    ) -> Result<Option<(Connected, ForwardMode)>, StartError> {
         let params = self.spec.parameters(self.local.port());
         let document = Some(self.spec.document());
         let mut conn = connect(
@@ -304,14 +304,14 @@ impl Starter {
     }
 
     /// The `Forwarding …` line of a forward's first session.
-    fn announce(&self, ctx: &Ctx, conn: &Connected, mode: &Mode) {
+    fn announce(&self, ctx: &Ctx, conn: &Connected, mode: &ForwardMode) {
         let local = self.local;
         let (target, id) = (&self.target, &conn.started.session_id);
         let mut line = format!("Forwarding {local} -> {} via {target} ({id})", ctx.remote);
         if let Some(label) = &self.label {
             line.push_str(&format!("; {label}"));
         }
-        if let Mode::Basic { agent_version } = mode {
+        if let ForwardMode::Basic { agent_version } = mode {
             line.push_str(&format!(
                 "; one connection at a time: agent {agent_version} predates multiplexing"
             ));
@@ -347,7 +347,7 @@ async fn next_session(
     backoff: &mut Backoff,
     shutdown: &watch::Receiver<bool>,
     ctx: &Ctx,
-) -> Result<Option<(Connected, Mode)>> {
+) -> Result<Option<(Connected, ForwardMode)>> {
     let mut shutdown = shutdown.clone();
     let mut last_error = None;
     loop {
@@ -393,7 +393,7 @@ pub async fn forward_connected(
     source: &mut Source,
     ctx: &Ctx,
     shutdown: &mut watch::Receiver<bool>,
-    announce: impl FnOnce(&Mode),
+    announce: impl FnOnce(&ForwardMode),
 ) -> Stop {
     // Agent data waits, unacknowledged, until a local connection can take it (§9.4, §14.15).
     let _ = conn.handle.input.send(Input::Ready(false)).await;
@@ -413,7 +413,7 @@ pub async fn forward_connected(
 /// that `waiting` for it.
 async fn serve(
     conn: &mut Connected,
-    mode: &Mode,
+    mode: &ForwardMode,
     source: &mut Source,
     waiting: Vec<TcpStream>,
     ctx: &Ctx,
@@ -427,11 +427,11 @@ async fn serve(
         demand: conn.handle.demand.as_deref(),
     };
     match mode {
-        Mode::Mux { keep_alive } => {
+        ForwardMode::Mux { keep_alive } => {
             let _ = link.input.send(Input::Ready(true)).await;
             mux::serve(source, waiting, link, ctx, *keep_alive).await
         }
-        Mode::Basic { .. } => basic::serve(source, waiting, link, ctx).await,
+        ForwardMode::Basic { .. } => basic::serve(source, waiting, link, ctx).await,
     }
 }
 
@@ -472,7 +472,7 @@ async fn handshake(
 }
 
 /// Multiplexed or basic, as the official client decides (§9.4 table, §9.4.3 keep-alive).
-fn mode(info: Option<&SessionTypeInfo>) -> Result<Mode, String> {
+fn mode(info: Option<&SessionTypeInfo>) -> Result<ForwardMode, String> {
     let info = info.ok_or("the agent did not announce a session type")?;
     if info.session_type != SessionType::Port {
         return Err(format!(
@@ -488,14 +488,14 @@ fn mode(info: Option<&SessionTypeInfo>) -> Result<Mode, String> {
         );
     }
     Ok(match info.agent_version.as_deref() {
-        Some(v) if !agent_supports_mux(v) => Mode::Basic {
+        Some(v) if !agent_supports_mux(v) => ForwardMode::Basic {
             agent_version: v.to_owned(),
         },
-        Some(v) => Mode::Mux {
+        Some(v) => ForwardMode::Mux {
             keep_alive: !agent_disables_smux_keepalive(v),
         },
         // We report a client version that makes every agent able to multiplex do so.
-        None => Mode::Mux { keep_alive: false },
+        None => ForwardMode::Mux { keep_alive: false },
     })
 }
 
@@ -541,15 +541,15 @@ mod tests {
         let lpf = Some("LocalPortForwarding");
         assert_eq!(
             mode(Some(&port(Some("3.3.1802.0"), lpf))),
-            Ok(Mode::Mux { keep_alive: false })
+            Ok(ForwardMode::Mux { keep_alive: false })
         );
         assert_eq!(
             mode(Some(&port(Some("3.1.1511.0"), lpf))),
-            Ok(Mode::Mux { keep_alive: true })
+            Ok(ForwardMode::Mux { keep_alive: true })
         );
         assert_eq!(
             mode(Some(&port(Some("3.0.196.0"), lpf))),
-            Ok(Mode::Basic {
+            Ok(ForwardMode::Basic {
                 agent_version: "3.0.196.0".into()
             })
         );
