@@ -157,6 +157,15 @@ fn region_from_host(host: &str) -> Option<String> {
     (!region.is_empty() && region.contains('-')).then(|| region.to_owned())
 }
 
+/// Longest wait for our close frame to go out.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes the websocket politely, but never waits long: on a dead path the close frame may never
+/// leave.
+pub async fn close_quickly(ws: &mut Ws) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+}
+
 /// A StreamUrl as it may be shown: scheme, host and path, never the query (where presigned
 /// URLs carry their signature and the service its routing data).
 pub fn redact_url(url: &str) -> &str {

@@ -7,6 +7,7 @@
 //! synchronous callers, through the small [`DataKeyProvider`] trait.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -15,6 +16,10 @@ use crate::payload::{
     action, ActionStatus, HandshakeRequestPayload, HandshakeResponsePayload, KmsEncryptionRequest,
     KmsEncryptionResponse, ProcessedClientAction, SessionTypeRequest,
 };
+
+/// How long the agent waits for our HandshakeResponse before it gives up on the session
+/// (§7.2): a KMS data key that takes longer is useless.
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// The session-type plugin the agent runs (§7.3, §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -39,6 +39,10 @@ pub const RATE_SPAN: Duration = Duration::from_millis(32);
 pub const MAX_MARK: u32 = 32 * 1024;
 /// No batching for this long after interactive input.
 pub const INTERACTIVE_FOR: Duration = Duration::from_secs(1);
+/// Most websocket frames taken in one wake-up of the caller's loop (the rest wait for the next
+/// turn), so that the loop's other work is done once per wake-up, not per frame, and never
+/// waits behind an endless stream.
+pub const FRAMES_PER_WAKE: usize = 64;
 /// The low-water mark that reads every byte at once (the kernel's default).
 pub const READ_AT_ONCE: u32 = 1;
 

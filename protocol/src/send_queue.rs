@@ -39,6 +39,8 @@ pub const UNSENT_UNPACED: usize = 64;
 /// A write up to this size, with nothing else waiting to go, counts as typed (a keystroke, an SSH
 /// packet of one; a transfer's writes are larger or come queued).
 pub const TYPED_BYTES: usize = 256;
+/// How long a session that finishes waits for the acknowledgement of what it sent.
+pub const FINISH_GRACE: Duration = Duration::from_secs(2);
 /// How long a [`SendQueue::hurry`] keeps the pacer waking per message.
 pub const HURRY_FOR: Duration = Duration::from_millis(20);
 

@@ -1,18 +1,15 @@
 //! KMS GenerateDataKey for sessions whose document asks for encryption (§8.1), run beside the
 //! driver loop so that acknowledgements and pings keep flowing while KMS answers.
 
-use std::time::Duration;
-
 use rssm_protocol::crypto::CONTEXT_TARGET_ID;
+use rssm_protocol::handshake::RESPONSE_DEADLINE;
 use rssm_protocol::{DataKey, DataKeyRequest};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Driver, FINISH_GRACE};
+use rssm_protocol::send_queue::FINISH_GRACE;
 
-/// Longest wait for KMS GenerateDataKey: the agent gives up on our HandshakeResponse after 15 s
-/// (§7.2), so a slower answer is useless.
-const KMS_TIMEOUT: Duration = Duration::from_secs(15);
+use super::Driver;
 
 /// What a KMS GenerateDataKey call running beside the driver loop hands back.
 pub(super) type DataKeyResult = Result<DataKey, String>;
@@ -64,13 +61,13 @@ async fn generate_data_key(aws: Option<crate::aws::Aws>, req: &DataKeyRequest) -
         // official plugin refuses the same way (§7.4, §11).
         return Err("Installed version of CLI does not support Session Manager encryption feature. Please upgrade to the latest version of your CLI (e.g., AWS CLI).".into());
     }
-    match tokio::time::timeout(KMS_TIMEOUT, aws.generate_data_key(req)).await {
+    match tokio::time::timeout(RESPONSE_DEADLINE, aws.generate_data_key(req)).await {
         Ok(Ok(key)) => Ok(key),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(_) => Err(format!(
             "KMS GenerateDataKey for key {} timed out after {} s",
             req.key_id,
-            KMS_TIMEOUT.as_secs()
+            RESPONSE_DEADLINE.as_secs()
         )),
     }
 }

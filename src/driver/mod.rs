@@ -20,8 +20,8 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand_core::RngCore;
 use rssm_protocol::liveness::{Liveness, DEFAULT_ALIVE_TIMEOUT};
 use rssm_protocol::message::created_date_at;
-use rssm_protocol::read_batch::{self, ReadBatcher};
-use rssm_protocol::send_queue::{Ask, SendQueue};
+use rssm_protocol::read_batch::{self, ReadBatcher, FRAMES_PER_WAKE};
+use rssm_protocol::send_queue::{Ask, SendQueue, FINISH_GRACE};
 use rssm_protocol::{Event, Session, SessionConfig};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -31,15 +31,8 @@ pub use channel::{DriverHandle, End, Input, Output, Outputs};
 pub use demand::Demand;
 
 use crate::clock::sleep_until_opt;
-use crate::transport::{self, ChannelAuth, Ws};
+use crate::transport::{self, close_quickly, ChannelAuth, Ws};
 use kms::{recv_data_key, DataKeyResult};
-
-/// Most websocket frames taken in one turn of the driver loop (the rest wait for the next turn).
-const FRAMES_PER_TURN: usize = 64;
-/// Longest wait for our close frame to go out.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long [`Input::Finish`] waits for outstanding acknowledgements.
-const FINISH_GRACE: Duration = Duration::from_secs(2);
 
 /// How every session of this process runs, from the command line (or, in plugin mode, the
 /// environment).
@@ -343,13 +336,13 @@ impl Driver {
         }
     }
 
-    /// Takes the frames already read (or readable without waiting), up to [`FRAMES_PER_TURN`]
+    /// Takes the frames already read (or readable without waiting), up to [`FRAMES_PER_WAKE`]
     /// in all with the one just taken: they go through the session before anything else runs,
     /// so the loop's work (flush, events, timers) is done once per wake-up, not per frame. Not
     /// past the end of the session: the websocket's close that follows channel_closed is no
     /// reason to reconnect.
     fn take_ready_frames(&mut self) -> Result<(), Broken> {
-        for _ in 1..FRAMES_PER_TURN {
+        for _ in 1..FRAMES_PER_WAKE {
             if self.session.is_closed() {
                 break;
             }
@@ -526,10 +519,4 @@ async fn offered(demand: Option<&Demand>) {
         Some(d) => d.to_driver.notified().await,
         None => std::future::pending().await,
     }
-}
-
-/// Closes the websocket politely, but never waits long: on a dead path the close frame may never
-/// leave.
-async fn close_quickly(ws: &mut Ws) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
 }

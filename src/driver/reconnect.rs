@@ -8,9 +8,9 @@ use rand_core::RngCore;
 use rssm_protocol::liveness::{reconnect_delay, Liveness, RECONNECT_ATTEMPTS};
 use tokio::time::Instant;
 
-use super::{close_quickly, Driver};
+use super::Driver;
 use crate::aws::ServiceError;
-use crate::transport;
+use crate::transport::{self, close_quickly};
 
 impl Driver {
     /// Opens a new websocket for the session, or says why it cannot go on.

@@ -248,38 +248,20 @@ fn payload_comes_from_header_length_not_payload_length() {
 #[test]
 fn validation_rules() {
     let good = hex(TV1);
-    let mut bad_digest = good.clone();
-    bad_digest[126] ^= 1;
-    assert_eq!(
-        AgentMessage::decode(Bytes::from(bad_digest))
-            .unwrap()
-            .validate(),
-        Err(ValidationError::DigestMismatch)
-    );
-    let mut zero_date = good.clone();
-    zero_date[40..48].fill(0);
-    assert_eq!(
-        AgentMessage::decode(Bytes::from(zero_date))
-            .unwrap()
-            .validate(),
-        Err(ValidationError::ZeroCreatedDate)
-    );
-    let mut empty_type = good.clone();
-    empty_type[4..36].fill(b' ');
-    assert_eq!(
-        AgentMessage::decode(Bytes::from(empty_type))
-            .unwrap()
-            .validate(),
-        Err(ValidationError::EmptyMessageType)
-    );
-    let mut zero_hl = good.clone();
-    zero_hl[0..4].fill(0);
-    assert_eq!(
-        AgentMessage::decode(Bytes::from(zero_hl))
-            .unwrap()
-            .validate(),
-        Err(ValidationError::ZeroHeaderLength)
-    );
+    let broken = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = good.clone();
+        edit(&mut v);
+        AgentMessage::decode(Bytes::from(v)).unwrap().validate()
+    };
+    let cases: [(&dyn Fn(&mut Vec<u8>), ValidationError); 4] = [
+        (&|v| v[126] ^= 1, ValidationError::DigestMismatch),
+        (&|v| v[40..48].fill(0), ValidationError::ZeroCreatedDate),
+        (&|v| v[4..36].fill(b' '), ValidationError::EmptyMessageType),
+        (&|v| v[0..4].fill(0), ValidationError::ZeroHeaderLength),
+    ];
+    for (edit, want) in cases {
+        assert_eq!(broken(edit), Err(want));
+    }
 }
 
 #[test]
