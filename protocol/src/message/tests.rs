@@ -245,19 +245,22 @@ fn payload_comes_from_header_length_not_payload_length() {
     d.validate().unwrap();
 }
 
+/// A change to a valid frame.
+type Edit = fn(&mut Vec<u8>);
+
 #[test]
 fn validation_rules() {
     let good = hex(TV1);
-    let broken = |edit: &dyn Fn(&mut Vec<u8>)| {
+    let broken = |edit: Edit| {
         let mut v = good.clone();
         edit(&mut v);
         AgentMessage::decode(Bytes::from(v)).unwrap().validate()
     };
-    let cases: [(&dyn Fn(&mut Vec<u8>), ValidationError); 4] = [
-        (&|v| v[126] ^= 1, ValidationError::DigestMismatch),
-        (&|v| v[40..48].fill(0), ValidationError::ZeroCreatedDate),
-        (&|v| v[4..36].fill(b' '), ValidationError::EmptyMessageType),
-        (&|v| v[0..4].fill(0), ValidationError::ZeroHeaderLength),
+    let cases: [(Edit, ValidationError); 4] = [
+        (|v| v[126] ^= 1, ValidationError::DigestMismatch),
+        (|v| v[40..48].fill(0), ValidationError::ZeroCreatedDate),
+        (|v| v[4..36].fill(b' '), ValidationError::EmptyMessageType),
+        (|v| v[0..4].fill(0), ValidationError::ZeroHeaderLength),
     ];
     for (edit, want) in cases {
         assert_eq!(broken(edit), Err(want));
