@@ -1,37 +1,12 @@
 //! rssm — a native AWS Session Manager client. See `rssm --help` and the README.
 
-mod aws;
-mod cli;
-mod clock;
-mod commands;
-mod driver;
-mod inventory;
-mod plugin_args;
-mod targets;
-mod terminal;
-mod transport;
-
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command};
-use commands::EXIT_ERROR;
-
-/// A status message for the user on stderr (reconnects and the like); callers leave it out
-/// under `--quiet` ([`driver::DriverConfig::notice`]). Starts and ends with a carriage return +
-/// newline when stderr is a terminal, which may be in raw mode.
-pub fn notice(text: &str) {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\nrssm: {text}\r\n");
-    } else {
-        eprintln!("rssm: {text}");
-    }
-}
-
-/// Environment variable for `--max-msg-rate`, read in plugin mode too.
-pub const MAX_MSG_RATE_ENV: &str = "RSSM_MAX_MSG_RATE";
+use rssm::cli::{Cli, Command};
+use rssm::commands::{self, EXIT_ERROR};
+use rssm::{aws, driver, one_line, plugin_args, targets, MAX_MSG_RATE_ENV};
 
 /// The name the AWS CLI executes.
 const PLUGIN_NAME: &str = "session-manager-plugin";
@@ -218,16 +193,4 @@ fn is_wire_target(target: &str) -> bool {
     let krate = target.split("::").next().unwrap_or(target);
     WIRE.iter()
         .any(|w| krate == *w || krate.strip_prefix(w).is_some_and(|r| r.starts_with('_')))
-}
-
-/// An error and its causes as one line.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ").replace('\n', " ")
 }

@@ -53,12 +53,20 @@ const REAP_EVERY: Duration = Duration::from_secs(10);
 pub const PASSWORD_ENV: &str = "RSSM_SOCKS_PASSWORD";
 
 /// RFC 1929 credentials a client must present.
-struct Login {
+pub struct Login {
     user: Vec<u8>,
     password: Vec<u8>,
 }
 
 impl Login {
+    /// Credentials as given (each 1 to 255 bytes for a client to be able to present them).
+    pub fn new(user: &[u8], password: &[u8]) -> Login {
+        Login {
+            user: user.to_vec(),
+            password: password.to_vec(),
+        }
+    }
+
     fn from_args(args: &SocksArgs) -> Result<Option<Login>> {
         let Some(user) = &args.user else {
             return Ok(None);
@@ -217,7 +225,7 @@ pub async fn run(aws: &Aws, args: &SocksArgs, config: DriverConfig) -> Result<u8
 
 /// The SOCKS5 greeting and request (RFC 1928 §3–5): where the client wants to go, as a forward
 /// listening on `local`. Unsupported requests get their reply code before the error.
-async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut S,
     local: SocketAddr,
     login: Option<&Login>,

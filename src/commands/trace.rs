@@ -9,6 +9,17 @@ use anyhow::anyhow;
 use bytes::Bytes;
 use rssm_protocol::{AgentMessage, PayloadType};
 
+/// One line for one recorded frame (a line of the recording): its time, direction and what the
+/// frame holds; a line that is not a JSON record is an error.
+pub fn describe_line(line: &str) -> Result<String, String> {
+    let rec: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not a JSON record: {e}"))?;
+    let text = describe(&rec).unwrap_or_else(|e| format!("(undecodable: {e})"));
+    let t = rec["t_ms"].as_u64().unwrap_or(0);
+    let dir = rec["dir"].as_str().unwrap_or("?");
+    Ok(format!("{t:>8} ms  {dir:<16} {text}"))
+}
+
 /// Prints one line per frame of the recording at `path`.
 pub fn run(path: &Path) -> anyhow::Result<u8> {
     let shown = path.display();
@@ -20,12 +31,8 @@ pub fn run(path: &Path) -> anyhow::Result<u8> {
         if line.trim().is_empty() {
             continue;
         }
-        let rec: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| anyhow!("{shown}:{}: not a JSON record: {e}", n + 1))?;
-        let text = describe(&rec).unwrap_or_else(|e| format!("(undecodable: {e})"));
-        let t = rec["t_ms"].as_u64().unwrap_or(0);
-        let dir = rec["dir"].as_str().unwrap_or("?");
-        if writeln!(out, "{t:>8} ms  {dir:<16} {text}").is_err() {
+        let text = describe_line(&line).map_err(|e| anyhow!("{shown}:{}: {e}", n + 1))?;
+        if writeln!(out, "{text}").is_err() {
             return Ok(0); // reader went away (e.g. `| head`)
         }
     }

@@ -25,7 +25,7 @@ mod mux;
 mod plugin;
 mod restart;
 pub(crate) mod source;
-pub(crate) mod spec;
+pub mod spec;
 pub(crate) mod status;
 pub(crate) mod tunnel;
 mod turns;
