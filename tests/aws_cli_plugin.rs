@@ -8,7 +8,7 @@ mod common;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -23,6 +23,8 @@ use common::term::Term;
 use common::{rssm_path, Sim, TempDir, DEMO};
 use rssm_sim::state::SessionStatus;
 use rssm_sim::SimConfig;
+use rssm_testkit::net::{connect, echo_server, free_port};
+use rssm_testkit::pattern;
 use sha2::{Digest, Sha256};
 
 /// Longest wait for anything that should be quick (a line, a connection, an exit). The CLI
@@ -308,59 +310,18 @@ fn wait_terminated(sim: &Sim, id: &str) {
     }
 }
 
-/// A TCP server on 127.0.0.1 that echoes every connection until the client half-closes.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            thread::spawn(move || {
-                let Ok(mut reader) = conn.try_clone() else {
-                    return;
-                };
-                if std::io::copy(&mut reader, &mut conn).is_ok() {
-                    let _ = conn.shutdown(Shutdown::Write);
-                }
-            });
-        }
-    });
-    port
-}
-
-/// A port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// Sends 8 MiB of pseudo-random bytes through `addr` (then half-closes) while reading the echo,
 /// and checks its length and sha256.
 fn echo_8_mib(addr: SocketAddr) {
     const TOTAL: usize = 8 << 20;
-    let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the forward");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    stream.set_write_timeout(Some(WAIT)).expect("timeout");
+    let stream = connect(addr, WAIT);
     let mut writer = stream.try_clone().expect("clone");
+    let data = pattern(8, TOTAL);
     let (sent, (received, len)) = thread::scope(|scope| {
-        let sender = scope.spawn(move || {
-            let mut hash = Sha256::new();
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
-            let mut chunk = vec![0u8; 64 * 1024];
-            for _ in 0..TOTAL / chunk.len() {
-                for word in chunk.chunks_mut(8) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    word.copy_from_slice(&x.to_le_bytes());
-                }
-                hash.update(&chunk);
-                writer.write_all(&chunk).expect("write through the forward");
-            }
+        let sender = scope.spawn(|| {
+            writer.write_all(&data).expect("write through the forward");
             writer.shutdown(Shutdown::Write).expect("half-close");
-            hash.finalize()
+            Sha256::digest(&data)
         });
         let mut hash = Sha256::new();
         let mut len = 0usize;
@@ -518,7 +479,7 @@ fn forwards_8_mib_and_ends_on_ctrl_c(document: &str, host: Option<&str>) {
         ..SimConfig::default()
     });
     let plugin = install_plugin();
-    let echo = echo_server();
+    let echo = echo_server(b"");
     let local = free_port();
     let mut parameters = format!("portNumber={echo},localPortNumber={local}");
     if let Some(host) = host {

@@ -9,13 +9,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::forward::*;
+use common::term::Term;
 use common::{run_bounded, Sim, DEMO};
 use rssm_sim::relay::RelayCommand;
 use rssm_sim::state::SessionStatus;
 use rssm_sim::{FaultConfig, SimConfig};
+use rssm_testkit::net::{echo_server, free_port, serve_echo, Source};
+use rssm_testkit::pattern;
+use rssm_testkit::wait;
 use sha2::{Digest, Sha256};
-
-use expectrl::{Regex, WaitStatus};
 
 /// StartSession through the simulator's API (SigV4-signed, as the AWS CLI would); returns the
 /// response JSON the CLI hands to the plugin.
@@ -229,26 +231,17 @@ fn a_slow_local_reader_keeps_memory_bounded() {
     const TOTAL: usize = 64 << 20;
     let sim = Sim::uncapped();
     // A server that sends TOTAL bytes as fast as it can, then closes.
-    let source = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let port = source.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        if let Ok((mut conn, _)) = source.accept() {
-            let block = pattern(9, 1 << 20);
-            for _ in 0..TOTAL >> 20 {
-                if conn.write_all(&block).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{port}")]);
+    let source = Source::start(pattern(9, 1 << 20), TOTAL >> 20);
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{}", source.port)]);
     let f = fwd.forwarding(0);
     let before = fwd.peak_rss();
     let mut stream = connect(f.local);
     let mut buf = vec![0u8; 1 << 20];
     let mut got = stream.read(&mut buf).expect("first bytes");
-    // Read nothing for a while: the session must push back instead of buffering 64 MiB.
-    thread::sleep(Duration::from_secs(3));
+    // Read nothing more: the session must push back instead of buffering 64 MiB. Measured once
+    // every buffer on the way is full, which the server shows: it can write nothing more (for a
+    // whole second: the pushed-back path moves nothing at all).
+    let held = source.wait_blocked(Duration::from_secs(1), TOTAL, Duration::from_secs(60));
     let stalled = fwd.peak_rss();
     loop {
         match stream.read(&mut buf) {
@@ -260,9 +253,11 @@ fn a_slow_local_reader_keeps_memory_bounded() {
     assert_eq!(got, TOTAL);
     let growth = stalled.saturating_sub(before);
     eprintln!(
-        "slow reader: rssm peak RSS {} MiB before, {} MiB while stalled",
+        "slow reader: rssm peak RSS {} MiB before, {} MiB while stalled ({} MiB held back at \
+         the server)",
         before >> 20,
-        stalled >> 20
+        stalled >> 20,
+        (TOTAL - held) >> 20
     );
     assert!(
         growth < 24 << 20,
@@ -341,6 +336,8 @@ fn a_refused_remote_port_is_one_line_and_the_forward_keeps_serving() {
     );
     let data = pattern(3, 50_000);
     assert!(round_trip(f.local, &data) == data);
+    // No second refusal line: nothing more may come (300 ms bound that absence; the line of
+    // the first refusal came before its connection closed).
     fwd.drain_lines(Duration::from_millis(300));
     let refusals = fwd.seen.iter().filter(|l| l.contains("refused")).count();
     assert_eq!(refusals, 1, "stderr: {:?}", fwd.seen);
@@ -453,11 +450,9 @@ fn a_forward_resumes_with_fresh_credentials_after_they_rotate() {
     );
     fwd.ctrl_c_ends_cleanly();
     // TerminateSession was signed with the new key too.
-    let deadline = Instant::now() + WAIT;
-    while sim.sim.state().sessions()[&f.session_id].status != SessionStatus::Terminated {
-        assert!(Instant::now() < deadline, "session not terminated");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait::until_true("the session terminated", WAIT, || {
+        sim.sim.state().sessions()[&f.session_id].status == SessionStatus::Terminated
+    });
 }
 
 #[test]
@@ -503,16 +498,11 @@ fn ctrl_c_closes_everything_exits_zero_and_frees_the_port() {
         "connection closed"
     );
     TcpListener::bind(f.local).expect("the port is free again");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let status = wait::until("the session's end", WAIT, || {
         let status = sim.sim.state().sessions()[&f.session_id].status;
-        if !status.is_active() {
-            assert_eq!(status, SessionStatus::Terminated);
-            break;
-        }
-        assert!(Instant::now() < deadline, "session still {status:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
+        (!status.is_active()).then_some(status)
+    });
+    assert_eq!(status, SessionStatus::Terminated);
 }
 
 #[test]
@@ -583,7 +573,9 @@ fn a_silent_gateway_is_noticed_and_the_forward_resumes_without_losing_bytes() {
         &["--alive-timeout", "3", "-L", &format!("0:localhost:{echo}")],
     );
     let f = fwd.forwarding(0);
-    thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    // Sent into the silence: once the gateway says it has stopped relaying.
+    sim.logs
+        .wait_line(&["data channel blackholed", &f.session_id], WAIT);
     let data = pattern(11, 200_000);
     assert_eq!(round_trip(f.local, &data), data);
     let lost = fwd.wait_line("the dead path", |l| l.contains("reconnecting"));
@@ -670,7 +662,7 @@ fn ctrl_c_while_waiting_for_a_new_session_exits_zero_and_closes_waiting_connecti
 /// any NAT on the way alive, it does not fake traffic to defeat the idle timeout. So an idle
 /// forward's session is closed every 20 minutes and replaced, and the local port stays usable.
 /// Two hours are six idle timeouts: here the simulator's idle timeout is 2 s instead of 20 min
-/// and the forward idles for 13 s — six and a half of them — before a connection must work.
+/// and the forward idles until it has reported six of them before a connection must work.
 #[test]
 fn an_idle_forward_outlives_the_service_idle_timeout() {
     const IDLE: Duration = Duration::from_secs(2);
@@ -681,20 +673,11 @@ fn an_idle_forward_outlives_the_service_idle_timeout() {
     let echo = echo_server(b"");
     let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
     let f = fwd.forwarding(0);
-    thread::sleep(IDLE * 13 / 2);
+    fwd.wait_lines("about idle timeouts", 6, IDLE * 30, |l| {
+        l.contains("terminated due to inactivity")
+    });
     let data = pattern(3, 50_000);
     assert_eq!(round_trip(f.local, &data), data);
-    fwd.drain_lines(Duration::from_millis(100));
-    let idle_closes = fwd
-        .seen
-        .iter()
-        .filter(|l| l.contains("terminated due to inactivity"))
-        .count();
-    assert!(
-        idle_closes >= 5,
-        "{idle_closes} idle timeouts; stderr {:?}",
-        fwd.seen
-    );
     fwd.ctrl_c_ends_cleanly();
 }
 
@@ -704,26 +687,8 @@ fn a_terminal_gets_a_live_status_line_and_ctrl_c_works_there() {
     let echo = echo_server(b"");
     let mut cmd = sim.rssm();
     cmd.args(["forward", DEMO, "-L", &format!("0:localhost:{echo}")]);
-    let mut term = expectrl::Session::spawn(cmd).expect("spawn on a PTY");
-    let mut seen = String::new();
-    let mut expect = |term: &mut expectrl::Session, re: &str| -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            // expectrl's own `expect` spins; poll gently so rssm and the simulator get the CPU.
-            match term.check(Regex(re)) {
-                Ok(found) if !found.is_empty() => {
-                    let text = String::from_utf8_lossy(found.as_bytes()).into_owned();
-                    seen.push_str(&text);
-                    return text;
-                }
-                Ok(_) => {}
-                Err(e) => panic!("waiting for {re:?}: {e}; output {seen:?}"),
-            }
-            assert!(Instant::now() < deadline, "no {re:?}; output {seen:?}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let line = expect(&mut term, r"Forwarding 127\.0\.0\.1:\d+ ");
+    let mut term = Term::spawn(cmd);
+    let line = term.expect(r"Forwarding 127\.0\.0\.1:\d+ ");
     let port: u16 = line
         .rsplit(':')
         .next()
@@ -732,24 +697,9 @@ fn a_terminal_gets_a_live_status_line_and_ctrl_c_works_there() {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     assert_eq!(round_trip(addr, b"hello"), b"hello");
     // Redrawn in place: clear-line, then the counters.
-    expect(
-        &mut term,
-        r"\r\x1b\[2K0 open / 1 total \| up 5 B [^|]*\| down 5 B",
-    );
-    term.send([3u8]).expect("Ctrl-C on the PTY");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match term.get_process().status() {
-            Ok(WaitStatus::Exited(_, code)) => {
-                assert_eq!(code, 0, "output {seen:?}");
-                break;
-            }
-            Ok(WaitStatus::StillAlive) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(Instant::now() < deadline, "still running; output {seen:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    term.expect(r"\r\x1b\[2K0 open / 1 total \| up 5 B [^|]*\| down 5 B");
+    term.send([3u8]);
+    assert_eq!(term.wait_exit(WAIT), 0, "output {:?}", term.text());
 }
 
 #[test]
@@ -1073,16 +1023,18 @@ fn forward_peak_rss(faults: FaultConfig, hostile_frames: u64) -> u64 {
     let echo = echo_server(b"");
     let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
     let f = fwd.forwarding(0);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sim.sim.state().hostile_sent() < hostile_frames {
-        assert!(
-            Instant::now() < deadline && fwd.is_running(),
-            "{what}: sent {} of {hostile_frames}; stderr {:?}",
-            sim.sim.state().hostile_sent(),
-            fwd.seen
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait::until_true(
+        &format!("{what}: {hostile_frames} frames sent"),
+        Duration::from_secs(120),
+        || {
+            assert!(
+                fwd.is_running(),
+                "{what}: rssm exited; stderr {:?}",
+                fwd.seen
+            );
+            sim.sim.state().hostile_sent() >= hostile_frames
+        },
+    );
     assert_eq!(round_trip(f.local, b"after the flood"), b"after the flood");
     let rss = fwd.peak_rss();
     fwd.ctrl_c_ends_cleanly();

@@ -334,16 +334,7 @@ fn unknown_target_is_one_clear_line_and_255() {
 #[test]
 fn offline_target_is_one_clear_line_and_255() {
     let sim = sim();
-    let offline = sim
-        .sim
-        .config()
-        .fleet
-        .targets
-        .iter()
-        .find(|t| !t.is_online())
-        .expect("the default fleet has an offline instance")
-        .id
-        .clone();
+    let offline = sim.offline_target();
     let mut cmd = sim.rssm();
     cmd.args(["shell", &offline]);
     let out = run_piped(cmd, b"", Duration::from_secs(30));
