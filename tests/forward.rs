@@ -151,21 +151,8 @@ fn carries_256_mib_each_way_through_one_connection() {
             writer.shutdown(Shutdown::Write).expect("half-close");
             hash.finalize()
         });
-        let mut hash = Sha256::new();
-        let mut len = 0usize;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match (&stream).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hash.update(&buf[..n]);
-                    len += n;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("download stalled after {len} of {total} bytes: {e}"),
-            }
-        }
-        (sender.join().expect("sender"), (hash.finalize(), len))
+        let received = read_digest(&stream, total);
+        (sender.join().expect("sender"), received)
     });
     let elapsed = start.elapsed();
     let (user, system) = fwd.cpu_time();
@@ -338,9 +325,14 @@ fn a_refused_remote_port_is_one_line_and_the_forward_keeps_serving() {
     assert!(round_trip(f.local, &data) == data);
     // No second refusal line: nothing more may come (300 ms bound that absence; the line of
     // the first refusal came before its connection closed).
-    fwd.drain_lines(Duration::from_millis(300));
-    let refusals = fwd.seen.iter().filter(|l| l.contains("refused")).count();
-    assert_eq!(refusals, 1, "stderr: {:?}", fwd.seen);
+    fwd.out.collect_for(Duration::from_millis(300));
+    let refusals = fwd
+        .out
+        .seen
+        .iter()
+        .filter(|l| l.contains("refused"))
+        .count();
+    assert_eq!(refusals, 1, "stderr: {:?}", fwd.out.seen);
     assert!(fwd.is_running(), "the forward keeps serving");
 }
 
@@ -441,12 +433,15 @@ fn a_forward_resumes_with_fresh_credentials_after_they_rotate() {
     let resumed = fwd.wait_line("the resume", |l| {
         l.contains("resumed after") || l.contains("could not reconnect")
     });
-    assert!(resumed.contains("resumed after"), "{:?}", fwd.seen);
+    assert!(resumed.contains("resumed after"), "{:?}", fwd.out.seen);
     assert_eq!(round_trip(f.local, b"after"), b"after");
     assert!(
-        fwd.seen.iter().all(|l| !l.contains("starting a new one")),
+        fwd.out
+            .seen
+            .iter()
+            .all(|l| !l.contains("starting a new one")),
         "the same session went on: {:?}",
-        fwd.seen
+        fwd.out.seen
     );
     fwd.ctrl_c_ends_cleanly();
     // TerminateSession was signed with the new key too.
@@ -474,7 +469,11 @@ fn ctrl_c_exits_at_once_when_the_terminate_session_call_hangs() {
     fwd.interrupt();
     let status = fwd.wait_exit();
     let took = asked.elapsed();
-    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr {:?}",
+        fwd.out.seen
+    );
     // 0.5 s for the call plus the data channel's goodbye; the SDK alone would wait for ever.
     assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?}");
 }
@@ -492,7 +491,11 @@ fn ctrl_c_closes_everything_exits_zero_and_frees_the_port() {
     open.read_exact(&mut buf).expect("echo");
     fwd.interrupt();
     let status = fwd.wait_exit();
-    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr {:?}",
+        fwd.out.seen
+    );
     assert!(
         matches!(open.read(&mut buf), Ok(0) | Err(_)),
         "connection closed"
@@ -589,15 +592,18 @@ fn a_silent_gateway_is_noticed_and_the_forward_resumes_without_losing_bytes() {
         started.elapsed() < Duration::from_secs(12),
         "took {:?}; stderr {:?}",
         started.elapsed(),
-        fwd.seen
+        fwd.out.seen
     );
     assert!(
-        !fwd.seen.iter().any(|l| l.contains("starting a new one")),
+        !fwd.out
+            .seen
+            .iter()
+            .any(|l| l.contains("starting a new one")),
         "the same session carried on: {:?}",
-        fwd.seen
+        fwd.out.seen
     );
     fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.out.seen);
 }
 
 #[test]
@@ -648,7 +654,11 @@ fn ctrl_c_while_waiting_for_a_new_session_exits_zero_and_closes_waiting_connecti
         .expect("accepted while waiting");
     fwd.interrupt();
     let status = fwd.wait_exit();
-    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr {:?}",
+        fwd.out.seen
+    );
     let mut buf = [0u8; 8];
     assert!(
         matches!(waiting.read(&mut buf), Ok(0) | Err(_)),
@@ -673,9 +683,10 @@ fn an_idle_forward_outlives_the_service_idle_timeout() {
     let echo = echo_server(b"");
     let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
     let f = fwd.forwarding(0);
-    fwd.wait_lines("about idle timeouts", 6, IDLE * 30, |l| {
-        l.contains("terminated due to inactivity")
-    });
+    fwd.out
+        .wait_count("about idle timeouts", 6, IDLE * 30, |l| {
+            l.contains("terminated due to inactivity")
+        });
     let data = pattern(3, 50_000);
     assert_eq!(round_trip(f.local, &data), data);
     fwd.ctrl_c_ends_cleanly();
@@ -748,6 +759,7 @@ fn the_drop_in_plugin_forwards_and_speaks_like_the_official_one() {
         l == format!("Exiting session with sessionId: {id}.")
     });
     let accepted = plugin
+        .out
         .seen
         .iter()
         .filter(|l| l.starts_with("Connection accepted"))
@@ -771,13 +783,14 @@ fn sessions_share_one_port_and_each_serves_its_share_of_the_connections() {
     ids.dedup();
     assert_eq!(ids.len(), 4, "four sessions: {lanes:?}");
     assert_eq!(
-        fwd.seen
+        fwd.out
+            .seen
             .iter()
             .filter(|l| l.contains("session 1 of 4"))
             .count(),
         1,
         "{:?}",
-        fwd.seen
+        fwd.out.seen
     );
 
     // Eight connections, each served (echoed once) before the next arrives: two per session.
@@ -926,7 +939,7 @@ fn trace_logs_of_every_mode_hold_no_token_and_no_stream_url_query() {
     let f = fwd.forwarding(0);
     assert_eq!(round_trip(f.local, b"traced"), b"traced");
     fwd.ctrl_c_ends_cleanly();
-    assert_no_secrets("forward", &fwd.seen.join("\n"), &tokens_issued(&sim));
+    assert_no_secrets("forward", &fwd.out.seen.join("\n"), &tokens_issued(&sim));
     // The drop-in plugin, with the response (and its token) in argv.
     let request = serde_json::json!({
         "Target": DEMO,
@@ -987,7 +1000,7 @@ fn a_connection_that_stops_reading_is_dropped_and_the_others_go_on() {
     let mut buf = [0u8; 11];
     other.read_exact(&mut buf).expect("the echo arrives");
     assert_eq!(&buf, b"still alive");
-    let line = fwd.wait_line_within(
+    let line = fwd.out.wait_line(
         "about the dropped connection",
         Duration::from_secs(90),
         |l| l.contains("dropped the connection"),
@@ -1030,7 +1043,7 @@ fn forward_peak_rss(faults: FaultConfig, hostile_frames: u64) -> u64 {
             assert!(
                 fwd.is_running(),
                 "{what}: rssm exited; stderr {:?}",
-                fwd.seen
+                fwd.out.seen
             );
             sim.sim.state().hostile_sent() >= hostile_frames
         },
@@ -1039,6 +1052,7 @@ fn forward_peak_rss(faults: FaultConfig, hostile_frames: u64) -> u64 {
     let rss = fwd.peak_rss();
     fwd.ctrl_c_ends_cleanly();
     let ours: Vec<&String> = fwd
+        .out
         .seen
         .iter()
         .filter(|l| l.starts_with("rssm: "))

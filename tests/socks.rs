@@ -359,9 +359,9 @@ fn with_user_only_the_right_login_gets_through() {
     assert_eq!(echo_through(s, b"authenticated"), b"authenticated");
     proxy.ctrl_c_ends_cleanly();
     assert!(
-        proxy.seen.iter().all(|l| !l.contains("s3cret-pw")),
+        proxy.out.seen.iter().all(|l| !l.contains("s3cret-pw")),
         "{:?}",
-        proxy.seen
+        proxy.out.seen
     );
 }
 

@@ -268,7 +268,8 @@ async fn a_blackholed_websocket_stays_open_but_silent_until_the_client_resumes()
     })
     .await;
     // Blackholed: no pong, no frame (the shell's prompt is due meanwhile), no close — and writes
-    // still succeed, because the TCP connection is up.
+    // still succeed, because the TCP connection is up. (The 1.5 s bound the silence this test is
+    // about; they wait for nothing.)
     ws.send(ping()).await.unwrap();
     let silence = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await;
     assert!(silence.is_err(), "expected silence, got {silence:?}");

@@ -1,14 +1,14 @@
 //! `rssm forward` as a child process, and connections and round trips through it within
 //! [`WAIT`] (rssm-testkit's, bounded).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use rssm_testkit::lines::Lines;
 use rssm_testkit::wait;
+use sha2::{Digest, Sha256};
 
 use super::{Sim, DEMO};
 
@@ -18,9 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A running `rssm forward DEMO …` with its stderr collected line by line.
 pub struct Forward {
     pub child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every stderr line seen so far.
-    pub seen: Vec<String>,
+    /// The output read (stderr, or stdout for [`Pipe::Stdout`]), every line seen so far.
+    pub out: Lines,
 }
 
 impl Forward {
@@ -42,89 +41,17 @@ impl Forward {
             .stderr(stderr)
             .spawn()
             .expect("rssm starts");
-        let output: Box<dyn Read + Send> = match pipe {
-            Pipe::Stderr => Box::new(child.stderr.take().expect("stderr piped")),
-            Pipe::Stdout => Box::new(child.stdout.take().expect("stdout piped")),
+        let out = match pipe {
+            Pipe::Stderr => Lines::read(child.stderr.take().expect("stderr piped")),
+            Pipe::Stdout => Lines::read(child.stdout.take().expect("stdout piped")),
         };
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(output).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Forward {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        Forward { child, out }
     }
 
-    /// Waits for an output line matching `pred` (looking at lines already seen first).
+    /// Waits up to [`WAIT`] for an output line matching `pred` (looking at lines already seen
+    /// first).
     pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        self.wait_line_within(what, WAIT, pred)
-    }
-
-    /// [`Forward::wait_line`] with a deadline of its own.
-    pub fn wait_line_within(
-        &mut self,
-        what: &str,
-        within: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> String {
-        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line {what} within {within:?}; saw {:?}", self.seen),
-            }
-        }
-    }
-
-    /// Waits until `n` output lines match `pred` (counting the lines already seen).
-    pub fn wait_lines(
-        &mut self,
-        what: &str,
-        n: usize,
-        within: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) {
-        let deadline = Instant::now() + within;
-        while self.seen.iter().filter(|l| pred(l)).count() < n {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "not {n} lines {what} within {within:?}; saw {:?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    /// Collects the lines that arrive within `d`: for checking that nothing more comes (a bound
-    /// on an absence), never to wait for a line (that is [`Forward::wait_line`]).
-    pub fn drain_lines(&mut self, d: Duration) {
-        let deadline = Instant::now() + d;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.push(line);
-        }
+        self.out.wait_line(what, WAIT, pred)
     }
 
     /// The `n`th `Forwarding ADDR -> HOST:PORT via TARGET (SESSION)` line, parsed.
@@ -141,10 +68,14 @@ impl Forward {
 
     /// Ctrl-C to a command that is still running: it must exit 0.
     pub fn ctrl_c_ends_cleanly(&mut self) {
-        assert!(self.is_running(), "exited early; stderr {:?}", self.seen);
+        assert!(
+            self.is_running(),
+            "exited early; stderr {:?}",
+            self.out.seen
+        );
         self.interrupt();
         let status = self.wait_exit();
-        assert!(status.success(), "{status:?}; stderr {:?}", self.seen);
+        assert!(status.success(), "{status:?}; stderr {:?}", self.out.seen);
     }
 
     pub fn interrupt(&self) {
@@ -159,19 +90,13 @@ impl Forward {
         let status = wait::until("exit of rssm", WAIT, || {
             child.try_wait().expect("wait works")
         });
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return status,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("rssm exited, its output stayed open: {:?}", self.seen)
-                }
-            }
+        if let Err(e) = self.out.read_to_end(WAIT) {
+            panic!(
+                "rssm exited, its output did not end ({e:?}): {:?}",
+                self.out.seen
+            );
         }
+        status
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -237,4 +162,23 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// [`rssm_testkit::net::round_trip`] within [`WAIT`].
 pub fn round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     rssm_testkit::net::round_trip(addr, data, WAIT)
+}
+
+/// Reads `stream` to its end (each read bounded by the stream's timeout), hashing as it goes:
+/// the sha256 and the length of what came, out of `expected` bytes (for the failure message).
+pub fn read_digest(stream: &TcpStream, expected: usize) -> (sha2::digest::Output<Sha256>, usize) {
+    let mut hash = Sha256::new();
+    let mut len = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return (hash.finalize(), len),
+            Ok(n) => {
+                hash.update(&buf[..n]);
+                len += n;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("the stream stalled after {len} of {expected} bytes: {e}"),
+        }
+    }
 }
