@@ -25,7 +25,6 @@ the cap. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
 """
 
 import argparse
-import hashlib
 import os
 import pty
 import re
@@ -36,6 +35,9 @@ import subprocess
 import sys
 import threading
 import time
+
+from kit import (ZEROS_64K, Drain, Exchange, PingServer, Sink, connect_when_listening,
+                 free_port, proc_cpu_rss, random_block, read_all, send_size)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = "i-0123456789abcdef0"
@@ -52,63 +54,6 @@ def build():
 def bin_path(name):
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     return os.path.join(target, "release", name)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sink:
-    """A loopback TCP server: mode 'discard' reads everything and counts it; mode 'source'
-    sends SIZE bytes then closes."""
-
-    def __init__(self, mode, size):
-        self.mode, self.size = mode, size
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        self.received = 0
-        self.digest = hashlib.sha256()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        conn, _ = self.sock.accept()
-        with conn:
-            if self.mode == "discard":
-                while True:
-                    b = conn.recv(1 << 20)
-                    if not b:
-                        break
-                    self.received += len(b)
-                    self.digest.update(b)
-            else:
-                chunk = bytes(range(256)) * 4096  # 1 MiB
-                left = self.size
-                while left > 0:
-                    n = min(left, len(chunk))
-                    conn.sendall(chunk[:n])
-                    left -= n
-                conn.shutdown(socket.SHUT_WR)
-                while conn.recv(65536):
-                    pass
-
-
-def proc_cpu_rss(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / tick
-    rss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                rss = int(line.split()[1]) * 1024
-    return cpu, rss
 
 
 def start_sim(capped, log=None, extra=()):
@@ -142,6 +87,25 @@ def rssm_args(capped):
     return [bin_path("rssm")] + ([] if capped else ["--max-msg-rate", "0"])
 
 
+def start_forward(capped, env, local, port, args=("-q",), stderr=subprocess.PIPE, text=False):
+    """`rssm forward TARGET ARGS -L LOCAL:localhost:PORT` against the simulator of `env`."""
+    return subprocess.Popen(
+        rssm_args(capped) + ["forward", TARGET, *args, "-L", f"{local}:localhost:{port}"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, text=text)
+
+
+def shut_down(procs, sim, wait=10, settle=0.0):
+    """Ctrl-C to each rssm (it ends its session, so the simulator logs its summary), then, after
+    `settle` seconds for that summary, the simulator's end."""
+    for p in procs:
+        p.send_signal(2)
+        p.wait(timeout=wait)
+    if settle:
+        time.sleep(settle)
+    sim.terminate()
+    sim.wait(timeout=10)
+
+
 def throttled(log_path):
     """Messages the simulator throttled, from its session summaries."""
     with open(log_path) as f:
@@ -156,31 +120,14 @@ def one_run(direction, capped, size, sim_extra=(), rssm_log=None):
     sink = Sink("discard" if direction == "upload" else "source", size)
     local = free_port()
     quiet = [] if rssm_log else ["-q"]
-    rssm = subprocess.Popen(
-        rssm_args(capped) + ["forward", TARGET] + quiet + ["-L", f"{local}:localhost:{sink.port}"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=rssm_log or subprocess.PIPE)
+    rssm = start_forward(capped, env, local, sink.port, quiet, stderr=rssm_log or subprocess.PIPE)
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", local))
-                break
-            except OSError:
-                if time.time() > deadline:
-                    why = rssm.stderr.read1(4096).decode(errors="replace") if rssm.stderr else ""
-                    raise SystemExit("rssm forward did not listen: " + why)
-                time.sleep(0.05)
+        conn = connect_when_listening(local, rssm)
         cpu0, _ = proc_cpu_rss(rssm.pid)
         start = time.monotonic()
         moved = 0
         if direction == "upload":
-            chunk = os.urandom(1 << 20)
-            left = size
-            while left > 0:
-                n = min(left, len(chunk))
-                conn.sendall(chunk[:n])
-                left -= n
+            send_size(conn, size, random_block())
             conn.shutdown(socket.SHUT_WR)
             sink.thread.join(timeout=3600)
             moved = sink.received
@@ -197,11 +144,7 @@ def one_run(direction, capped, size, sim_extra=(), rssm_log=None):
             raise SystemExit(f"{direction}: moved {moved} of {size} bytes")
         result = [size / elapsed / 1e6, (cpu1 - cpu0) * (100 * 2**20) / size, rss / 2**20]
     finally:
-        rssm.send_signal(2)  # Ctrl-C: ends the session, so the simulator logs its summary
-        rssm.wait(timeout=10)
-        time.sleep(0.3)
-        sim.terminate()
-        sim.wait(timeout=10)
+        shut_down([rssm], sim, settle=0.3)
     # Stream messages per second (1024-byte payloads) against the cap of 1000.
     msgs = size / 1024 / (size / result[0] / 1e6)
     with open(log_path) as f:
@@ -228,64 +171,10 @@ def kill_run(kills, mib, every_secs=5.0, gateway=()):
     return mib * 2**20 / r[0] / 1e6, r[5], gaps
 
 
-class Server:
-    """A loopback TCP server for many connections: each is served by `serve(conn)` on a thread
-    of its own."""
-
-    def __init__(self, backlog=128):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(backlog)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn):
-        raise NotImplementedError
-
-
-class PingServer(Server):
-    """Answers every `k` it reads with a `k` and discards everything else: one destination for
-    both the bulk upload and the pings, so they can share one forward (one session)."""
-
-    def __init__(self):
-        super().__init__(backlog=8)
-
-    @staticmethod
-    def serve(conn):
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with conn:
-            while True:
-                b = conn.recv(1 << 16)
-                if not b:
-                    return
-                n = b.count(b"k")
-                if n:
-                    conn.sendall(b"k" * n)
-
-
-def connect_when_listening(port, proc):
-    deadline = time.time() + 20
-    while True:
-        try:
-            return socket.create_connection(("127.0.0.1", port))
-        except OSError:
-            if time.time() > deadline:
-                raise SystemExit("rssm forward did not listen: "
-                                 + proc.stderr.read1(4096).decode(errors="replace"))
-            time.sleep(0.05)
-
-
 def bulk_upload(port, proc, stop):
     conn = connect_when_listening(port, proc)
-    block = bytes(1 << 16)  # zeros: never a `k`
     while not stop.is_set():
-        conn.sendall(block)
+        conn.sendall(ZEROS_64K)  # never a `k`
     conn.close()
 
 
@@ -298,18 +187,12 @@ def latency(mode, pings=300):
     stop = threading.Event()
     try:
         local = free_port()
-        fwd = subprocess.Popen(
-            rssm_args(True) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{server.port}"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        fwd = start_forward(True, env, local, server.port)
         procs.append(fwd)
         bulk_port, bulk_proc = local, fwd
         if mode == "other-session":
             bulk_port = free_port()
-            bulk_proc = subprocess.Popen(
-                rssm_args(True)
-                + ["forward", TARGET, "-q", "-L", f"{bulk_port}:localhost:{server.port}"],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE)
+            bulk_proc = start_forward(True, env, bulk_port, server.port)
             procs.append(bulk_proc)
         conn = connect_when_listening(local, fwd)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -330,33 +213,7 @@ def latency(mode, pings=300):
         return samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1]
     finally:
         stop.set()
-        for p in procs:
-            p.send_signal(2)
-            p.wait(timeout=10)
-        sim.terminate()
-        sim.wait(timeout=10)
-
-
-class Exchange(Server):
-    """A loopback server for many connections: each gets SIZE bytes sent while everything it
-    sends is read and discarded."""
-
-    def __init__(self, size):
-        self.size = size
-        super().__init__()
-
-    def serve(self, conn):
-        with conn:
-            threading.Thread(target=lambda: [None for _ in iter(lambda: conn.recv(1 << 16), b"")],
-                             daemon=True).start()
-            block = bytes(1 << 16)
-            left = self.size
-            while left > 0:
-                n = min(left, len(block))
-                conn.sendall(block[:n])
-                left -= n
-            conn.shutdown(socket.SHUT_WR)
-            time.sleep(30)
+        shut_down(procs, sim)
 
 
 def at_once(count, one):
@@ -390,9 +247,7 @@ def many_connections(count=50, mib_each=2):
     sim, env = start_sim(False)
     server = Exchange(mib_each << 20)
     local = free_port()
-    rssm = subprocess.Popen(
-        rssm_args(False) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:{server.port}"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rssm = start_forward(False, env, local, server.port)
 
     def one():
         conn = connect_when_listening(local, rssm)
@@ -404,9 +259,7 @@ def many_connections(count=50, mib_each=2):
 
         r = threading.Thread(target=read)
         r.start()
-        block = os.urandom(1 << 16)
-        for _ in range((mib_each << 20) // len(block)):
-            conn.sendall(block)
+        send_size(conn, mib_each << 20, random_block(1 << 16))
         conn.shutdown(socket.SHUT_WR)
         r.join(timeout=600)
         conn.close()
@@ -420,21 +273,7 @@ def many_connections(count=50, mib_each=2):
         _, rss = proc_cpu_rss(rssm.pid)
         return elapsed, rss / 2**20
     finally:
-        rssm.send_signal(2)
-        rssm.wait(timeout=10)
-        sim.terminate()
-        sim.wait(timeout=10)
-
-
-class Drain(Server):
-    """A loopback server for many connections: reads each to its end, then closes it, so a
-    client sees end-of-file once everything it sent has arrived."""
-
-    @staticmethod
-    def serve(conn):
-        with conn:
-            while conn.recv(1 << 16):
-                pass
+        shut_down([rssm], sim)
 
 
 def striping(sessions, direction, conns=8, mib_each=2):
@@ -446,27 +285,18 @@ def striping(sessions, direction, conns=8, mib_each=2):
     size = mib_each << 20
     server = Drain() if direction == "upload" else Exchange(size)
     local = free_port()
-    rssm = subprocess.Popen(
-        rssm_args(True) + ["forward", TARGET, "--sessions", str(sessions),
-                           "-L", f"{local}:localhost:{server.port}"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
+    rssm = start_forward(True, env, local, server.port, ["--sessions", str(sessions)], text=True)
 
     def one():
         conn = socket.create_connection(("127.0.0.1", local))
         if direction == "upload":
-            block = bytes(1 << 16)
-            for _ in range(size // len(block)):
-                conn.sendall(block)
+            send_size(conn, size, ZEROS_64K)
             conn.shutdown(socket.SHUT_WR)
-            while conn.recv(1 << 16):
-                pass
+            read_all(conn)
             conn.close()
             return None
         conn.shutdown(socket.SHUT_WR)
-        got = 0
-        while b := conn.recv(1 << 16):
-            got += len(b)
+        got = read_all(conn)
         conn.close()
         return f"received {got} bytes" if got != size else None
 
@@ -482,11 +312,7 @@ def striping(sessions, direction, conns=8, mib_each=2):
         threading.Thread(target=lambda: [None for _ in rssm.stderr], daemon=True).start()
         elapsed = at_once(conns, one)
     finally:
-        rssm.send_signal(2)
-        rssm.wait(timeout=15)
-        time.sleep(0.3)
-        sim.terminate()
-        sim.wait(timeout=10)
+        shut_down([rssm], sim, wait=15, settle=0.3)
     return conns * size / elapsed / 1e6, throttled(log_path)
 
 
@@ -593,9 +419,7 @@ def hostile_rss(mode):
     extra = [] if mode is None else ["--hostile", mode]
     sim, env = start_sim(False, None, extra)
     local = free_port()
-    rssm = subprocess.Popen(
-        rssm_args(False) + ["forward", TARGET, "-q", "-L", f"{local}:localhost:9"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rssm = start_forward(False, env, local, 9, stderr=subprocess.DEVNULL)
     try:
         last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -607,10 +431,7 @@ def hostile_rss(mode):
                 break
         return last / 2**20
     finally:
-        rssm.send_signal(2)
-        rssm.wait(timeout=10)
-        sim.terminate()
-        sim.wait(timeout=10)
+        shut_down([rssm], sim)
 
 
 def hostile(args):

@@ -7,22 +7,26 @@
 mod common;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::ecs_front::{ecs_task, EcsFront};
+use common::forward::read_digest;
 use common::run_bounded;
 use common::sshd::{require, ssh_opts, start_sshd};
 use common::term::Term;
 use common::{rssm_path, Sim, TempDir, DEMO};
 use rssm_sim::state::SessionStatus;
 use rssm_sim::SimConfig;
+use rssm_testkit::lines::Lines;
+use rssm_testkit::net::{connect, echo_server, free_port};
+use rssm_testkit::{pattern, wait};
 use sha2::{Digest, Sha256};
 
 /// Longest wait for anything that should be quick (a line, a connection, an exit). The CLI
@@ -120,9 +124,8 @@ fn start_session(sim: &Sim, plugin_dir: &Path, args: &[&str]) -> Command {
 /// its own, as a terminal's foreground job is, and killed with that group when dropped.
 struct Running {
     child: Child,
-    stdout: mpsc::Receiver<String>,
-    /// Every stdout line seen so far.
-    seen: Vec<String>,
+    /// Its stdout, every line seen so far.
+    stdout: Lines,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -135,16 +138,7 @@ impl Running {
             .process_group(0)
             .spawn()
             .expect("the AWS CLI starts");
-        let out = child.stdout.take().expect("stdout piped");
-        let (tx, stdout) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stdout = Lines::read(child.stdout.take().expect("stdout piped"));
         let mut err = child.stderr.take().expect("stderr piped");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
@@ -162,7 +156,6 @@ impl Running {
         Running {
             child,
             stdout,
-            seen: Vec::new(),
             stderr,
         }
     }
@@ -173,25 +166,13 @@ impl Running {
 
     /// Waits for a stdout line matching `pred` (looking at lines already seen first).
     fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line {what} within {WAIT:?}; stdout {:?}; stderr {:?}",
-                    self.seen,
-                    self.stderr()
-                ),
-            }
+        match self.stdout.find(WAIT, pred) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "no line {what} within {WAIT:?} ({e:?}); stdout {:?}; stderr {:?}",
+                self.stdout.seen,
+                self.stderr()
+            ),
         }
     }
 
@@ -205,32 +186,18 @@ impl Running {
 
     /// Waits up to `limit` for the CLI to exit, then for the rest of its output.
     fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                // The plugin shares the pipes: end of stdout means it is gone too.
-                let deadline = Instant::now() + WAIT;
-                loop {
-                    match self
-                        .stdout
-                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    {
-                        Ok(line) => self.seen.push(line),
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return status,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            panic!("the CLI exited, its stdout stayed open: {:?}", self.seen)
-                        }
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the CLI did not exit within {limit:?}; stdout {:?}; stderr {:?}",
-                self.seen,
-                self.stderr()
+        let child = &mut self.child;
+        let status = wait::until("the CLI's exit", limit, || {
+            child.try_wait().expect("wait works")
+        });
+        // The plugin shares the pipes: end of stdout means it is gone too.
+        if let Err(e) = self.stdout.read_to_end(WAIT) {
+            panic!(
+                "the CLI exited, its stdout did not end ({e:?}): {:?}",
+                self.stdout.seen
             );
-            thread::sleep(Duration::from_millis(20));
         }
+        status
     }
 }
 
@@ -297,86 +264,26 @@ fn the_session(sim: &Sim) -> (String, String, String) {
 
 /// Waits until the simulator has the session ended (the plugin called TerminateSession).
 fn wait_terminated(sim: &Sim, id: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = sim.sim.state().sessions()[id].status;
-        if status == SessionStatus::Terminated {
-            return;
-        }
-        assert!(Instant::now() < deadline, "session {id} still {status:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A TCP server on 127.0.0.1 that echoes every connection until the client half-closes.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            thread::spawn(move || {
-                let Ok(mut reader) = conn.try_clone() else {
-                    return;
-                };
-                if std::io::copy(&mut reader, &mut conn).is_ok() {
-                    let _ = conn.shutdown(Shutdown::Write);
-                }
-            });
-        }
+    wait::until_true(&format!("session {id} terminated"), WAIT, || {
+        sim.sim.state().sessions()[id].status == SessionStatus::Terminated
     });
-    port
-}
-
-/// A port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// Sends 8 MiB of pseudo-random bytes through `addr` (then half-closes) while reading the echo,
 /// and checks its length and sha256.
 fn echo_8_mib(addr: SocketAddr) {
     const TOTAL: usize = 8 << 20;
-    let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the forward");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    stream.set_write_timeout(Some(WAIT)).expect("timeout");
+    let stream = connect(addr, WAIT);
     let mut writer = stream.try_clone().expect("clone");
+    let data = pattern(8, TOTAL);
     let (sent, (received, len)) = thread::scope(|scope| {
-        let sender = scope.spawn(move || {
-            let mut hash = Sha256::new();
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
-            let mut chunk = vec![0u8; 64 * 1024];
-            for _ in 0..TOTAL / chunk.len() {
-                for word in chunk.chunks_mut(8) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    word.copy_from_slice(&x.to_le_bytes());
-                }
-                hash.update(&chunk);
-                writer.write_all(&chunk).expect("write through the forward");
-            }
+        let sender = scope.spawn(|| {
+            writer.write_all(&data).expect("write through the forward");
             writer.shutdown(Shutdown::Write).expect("half-close");
-            hash.finalize()
+            Sha256::digest(&data)
         });
-        let mut hash = Sha256::new();
-        let mut len = 0usize;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match (&stream).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hash.update(&buf[..n]);
-                    len += n;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("the echo stalled after {len} of {TOTAL} bytes: {e}"),
-            }
-        }
-        (sender.join().expect("sender"), (hash.finalize(), len))
+        let received = read_digest(&stream, TOTAL);
+        (sender.join().expect("sender"), received)
     });
     assert_eq!(len, TOTAL, "bytes echoed");
     assert_eq!(sent, received, "sha256 of the echo");
@@ -518,7 +425,7 @@ fn forwards_8_mib_and_ends_on_ctrl_c(document: &str, host: Option<&str>) {
         ..SimConfig::default()
     });
     let plugin = install_plugin();
-    let echo = echo_server();
+    let echo = echo_server(b"");
     let local = free_port();
     let mut parameters = format!("portNumber={echo},localPortNumber={local}");
     if let Some(host) = host {
@@ -561,7 +468,7 @@ fn forwards_8_mib_and_ends_on_ctrl_c(document: &str, host: Option<&str>) {
     assert!(
         status.success(),
         "exit {status:?}; stdout {:?}; stderr {:?}",
-        cli.seen,
+        cli.stdout.seen,
         cli.stderr()
     );
     cli.wait_line("Terminate signal", |l| {
@@ -711,15 +618,12 @@ fn old_plugin_wrapper() -> TempDir {
     old
 }
 
-#[test]
-fn with_the_token_in_argv_a_failing_status_is_reported_by_rssm_not_the_cli() {
-    // The CLI prints the plugin's whole argv on a non-zero status; in the JSON form that holds
-    // the session token, so rssm reports the status itself and exits 0 (PROTOCOL.md §11).
-    let sim = Sim::start();
-    let old = old_plugin_wrapper();
+/// A command that prints `bye` and exits 3, through the CLI and the plugin in `dir`, with a
+/// document that reports exit statuses; checks `bye` arrived, returns the output and stderr.
+fn exits_3_through_the_cli(sim: &Sim, dir: &Path) -> (std::process::Output, String) {
     let cmd = start_session(
-        &sim,
-        &old.0,
+        sim,
+        dir,
         &[
             "--document-name",
             "AWS-StartNonInteractiveCommand",
@@ -729,11 +633,19 @@ fn with_the_token_in_argv_a_failing_status_is_reported_by_rssm_not_the_cli() {
         ],
     );
     let out = run_bounded(cmd, WAIT);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("bye"), "stdout {stdout:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+#[test]
+fn with_the_token_in_argv_a_failing_status_is_reported_by_rssm_not_the_cli() {
+    // The CLI prints the plugin's whole argv on a non-zero status; in the JSON form that holds
+    // the session token, so rssm reports the status itself and exits 0 (PROTOCOL.md §11).
+    let sim = Sim::start();
+    let old = old_plugin_wrapper();
+    let (out, stderr) = exits_3_through_the_cli(&sim, &old.0);
     assert_eq!(out.status.code(), Some(0), "stderr {stderr:?}");
     assert!(stderr.contains("rssm: exit status 3"), "stderr {stderr:?}");
     assert!(!stderr.contains("TokenValue"), "stderr {stderr:?}");
@@ -744,23 +656,7 @@ fn with_the_token_in_argv_a_failing_status_is_reported_by_rssm_not_the_cli() {
 fn a_remote_exit_status_reaches_the_cli_without_the_token() {
     let sim = Sim::start();
     let plugin = install_plugin();
-    let cmd = start_session(
-        &sim,
-        &plugin.0,
-        &[
-            "--document-name",
-            "AWS-StartNonInteractiveCommand",
-            "--parameters",
-            // The document's default (false) merges the output and reports no status.
-            r#"{"command": ["sh -c 'echo bye; exit 3'"], "separateOutputStream": ["true"]}"#,
-        ],
-    );
-    let out = run_bounded(cmd, WAIT);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(stdout.contains("bye"), "stdout {stdout:?}");
+    let (out, stderr) = exits_3_through_the_cli(&sim, &plugin.0);
     // check_call: any non-zero plugin status becomes the CLI's error, exit 255, naming argv —
     // which in the env-var form holds the variable's name, not the session token.
     assert_eq!(out.status.code(), Some(255), "stderr {stderr:?}");

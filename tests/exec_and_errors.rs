@@ -46,17 +46,9 @@ fn exec_passes_bulk_output_intact() {
     assert!(out.stdout.iter().all(|&b| b == b'x'));
 }
 
-/// Bytes from a seeded xorshift: reproducible "random" file contents.
+/// Reproducible "random" file contents.
 fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let mut out = rssm_testkit::pattern(seed, len);
     // The agent's processStdoutData turns a valid U+FFFD (EF BF BD) inside a chunk into the
     // lone byte EF (sim/src/agent/utf8.rs): no client can undo that, so keep it out here.
     for i in 0..out.len().saturating_sub(2) {
@@ -289,16 +281,7 @@ fn malformed_target_is_refused_before_any_call() {
 #[test]
 fn offline_target_says_target_not_connected_and_how_to_diagnose() {
     let sim = Sim::start();
-    let offline = sim
-        .sim
-        .config()
-        .fleet
-        .targets
-        .iter()
-        .find(|t| !t.is_online())
-        .expect("the default fleet has an offline instance")
-        .id
-        .clone();
+    let offline = sim.offline_target();
     let mut cmd = sim.rssm();
     cmd.args(["exec", &offline, "--", "true"]);
     let out = run_bounded(cmd, Duration::from_secs(30));

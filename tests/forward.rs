@@ -9,13 +9,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::forward::*;
+use common::term::Term;
 use common::{run_bounded, Sim, DEMO};
 use rssm_sim::relay::RelayCommand;
 use rssm_sim::state::SessionStatus;
 use rssm_sim::{FaultConfig, SimConfig};
+use rssm_testkit::net::{echo_server, free_port, serve_echo, Source};
+use rssm_testkit::pattern;
+use rssm_testkit::wait;
 use sha2::{Digest, Sha256};
-
-use expectrl::{Regex, WaitStatus};
 
 /// StartSession through the simulator's API (SigV4-signed, as the AWS CLI would); returns the
 /// response JSON the CLI hands to the plugin.
@@ -149,21 +151,8 @@ fn carries_256_mib_each_way_through_one_connection() {
             writer.shutdown(Shutdown::Write).expect("half-close");
             hash.finalize()
         });
-        let mut hash = Sha256::new();
-        let mut len = 0usize;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match (&stream).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hash.update(&buf[..n]);
-                    len += n;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("download stalled after {len} of {total} bytes: {e}"),
-            }
-        }
-        (sender.join().expect("sender"), (hash.finalize(), len))
+        let received = read_digest(&stream, total);
+        (sender.join().expect("sender"), received)
     });
     let elapsed = start.elapsed();
     let (user, system) = fwd.cpu_time();
@@ -229,26 +218,17 @@ fn a_slow_local_reader_keeps_memory_bounded() {
     const TOTAL: usize = 64 << 20;
     let sim = Sim::uncapped();
     // A server that sends TOTAL bytes as fast as it can, then closes.
-    let source = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let port = source.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        if let Ok((mut conn, _)) = source.accept() {
-            let block = pattern(9, 1 << 20);
-            for _ in 0..TOTAL >> 20 {
-                if conn.write_all(&block).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{port}")]);
+    let source = Source::start(pattern(9, 1 << 20), TOTAL >> 20);
+    let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{}", source.port)]);
     let f = fwd.forwarding(0);
     let before = fwd.peak_rss();
     let mut stream = connect(f.local);
     let mut buf = vec![0u8; 1 << 20];
     let mut got = stream.read(&mut buf).expect("first bytes");
-    // Read nothing for a while: the session must push back instead of buffering 64 MiB.
-    thread::sleep(Duration::from_secs(3));
+    // Read nothing more: the session must push back instead of buffering 64 MiB. Measured once
+    // every buffer on the way is full, which the server shows: it can write nothing more (for a
+    // whole second: the pushed-back path moves nothing at all).
+    let held = source.wait_blocked(Duration::from_secs(1), TOTAL, Duration::from_secs(60));
     let stalled = fwd.peak_rss();
     loop {
         match stream.read(&mut buf) {
@@ -260,9 +240,11 @@ fn a_slow_local_reader_keeps_memory_bounded() {
     assert_eq!(got, TOTAL);
     let growth = stalled.saturating_sub(before);
     eprintln!(
-        "slow reader: rssm peak RSS {} MiB before, {} MiB while stalled",
+        "slow reader: rssm peak RSS {} MiB before, {} MiB while stalled ({} MiB held back at \
+         the server)",
         before >> 20,
-        stalled >> 20
+        stalled >> 20,
+        (TOTAL - held) >> 20
     );
     assert!(
         growth < 24 << 20,
@@ -341,9 +323,16 @@ fn a_refused_remote_port_is_one_line_and_the_forward_keeps_serving() {
     );
     let data = pattern(3, 50_000);
     assert!(round_trip(f.local, &data) == data);
-    fwd.drain_lines(Duration::from_millis(300));
-    let refusals = fwd.seen.iter().filter(|l| l.contains("refused")).count();
-    assert_eq!(refusals, 1, "stderr: {:?}", fwd.seen);
+    // No second refusal line: nothing more may come (300 ms bound that absence; the line of
+    // the first refusal came before its connection closed).
+    fwd.out.collect_for(Duration::from_millis(300));
+    let refusals = fwd
+        .out
+        .seen
+        .iter()
+        .filter(|l| l.contains("refused"))
+        .count();
+    assert_eq!(refusals, 1, "stderr: {:?}", fwd.out.seen);
     assert!(fwd.is_running(), "the forward keeps serving");
 }
 
@@ -444,20 +433,21 @@ fn a_forward_resumes_with_fresh_credentials_after_they_rotate() {
     let resumed = fwd.wait_line("the resume", |l| {
         l.contains("resumed after") || l.contains("could not reconnect")
     });
-    assert!(resumed.contains("resumed after"), "{:?}", fwd.seen);
+    assert!(resumed.contains("resumed after"), "{:?}", fwd.out.seen);
     assert_eq!(round_trip(f.local, b"after"), b"after");
     assert!(
-        fwd.seen.iter().all(|l| !l.contains("starting a new one")),
+        fwd.out
+            .seen
+            .iter()
+            .all(|l| !l.contains("starting a new one")),
         "the same session went on: {:?}",
-        fwd.seen
+        fwd.out.seen
     );
     fwd.ctrl_c_ends_cleanly();
     // TerminateSession was signed with the new key too.
-    let deadline = Instant::now() + WAIT;
-    while sim.sim.state().sessions()[&f.session_id].status != SessionStatus::Terminated {
-        assert!(Instant::now() < deadline, "session not terminated");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait::until_true("the session terminated", WAIT, || {
+        sim.sim.state().sessions()[&f.session_id].status == SessionStatus::Terminated
+    });
 }
 
 #[test]
@@ -479,7 +469,11 @@ fn ctrl_c_exits_at_once_when_the_terminate_session_call_hangs() {
     fwd.interrupt();
     let status = fwd.wait_exit();
     let took = asked.elapsed();
-    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr {:?}",
+        fwd.out.seen
+    );
     // 0.5 s for the call plus the data channel's goodbye; the SDK alone would wait for ever.
     assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?}");
 }
@@ -497,22 +491,21 @@ fn ctrl_c_closes_everything_exits_zero_and_frees_the_port() {
     open.read_exact(&mut buf).expect("echo");
     fwd.interrupt();
     let status = fwd.wait_exit();
-    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr {:?}",
+        fwd.out.seen
+    );
     assert!(
         matches!(open.read(&mut buf), Ok(0) | Err(_)),
         "connection closed"
     );
     TcpListener::bind(f.local).expect("the port is free again");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let status = wait::until("the session's end", WAIT, || {
         let status = sim.sim.state().sessions()[&f.session_id].status;
-        if !status.is_active() {
-            assert_eq!(status, SessionStatus::Terminated);
-            break;
-        }
-        assert!(Instant::now() < deadline, "session still {status:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
+        (!status.is_active()).then_some(status)
+    });
+    assert_eq!(status, SessionStatus::Terminated);
 }
 
 #[test]
@@ -583,7 +576,9 @@ fn a_silent_gateway_is_noticed_and_the_forward_resumes_without_losing_bytes() {
         &["--alive-timeout", "3", "-L", &format!("0:localhost:{echo}")],
     );
     let f = fwd.forwarding(0);
-    thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    // Sent into the silence: once the gateway says it has stopped relaying.
+    sim.logs
+        .wait_line(&["data channel blackholed", &f.session_id], WAIT);
     let data = pattern(11, 200_000);
     assert_eq!(round_trip(f.local, &data), data);
     let lost = fwd.wait_line("the dead path", |l| l.contains("reconnecting"));
@@ -597,15 +592,18 @@ fn a_silent_gateway_is_noticed_and_the_forward_resumes_without_losing_bytes() {
         started.elapsed() < Duration::from_secs(12),
         "took {:?}; stderr {:?}",
         started.elapsed(),
-        fwd.seen
+        fwd.out.seen
     );
     assert!(
-        !fwd.seen.iter().any(|l| l.contains("starting a new one")),
+        !fwd.out
+            .seen
+            .iter()
+            .any(|l| l.contains("starting a new one")),
         "the same session carried on: {:?}",
-        fwd.seen
+        fwd.out.seen
     );
     fwd.interrupt();
-    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.seen);
+    assert!(fwd.wait_exit().success(), "stderr {:?}", fwd.out.seen);
 }
 
 #[test]
@@ -656,7 +654,11 @@ fn ctrl_c_while_waiting_for_a_new_session_exits_zero_and_closes_waiting_connecti
         .expect("accepted while waiting");
     fwd.interrupt();
     let status = fwd.wait_exit();
-    assert!(status.success(), "exit {status:?}; stderr {:?}", fwd.seen);
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr {:?}",
+        fwd.out.seen
+    );
     let mut buf = [0u8; 8];
     assert!(
         matches!(waiting.read(&mut buf), Ok(0) | Err(_)),
@@ -670,7 +672,7 @@ fn ctrl_c_while_waiting_for_a_new_session_exits_zero_and_closes_waiting_connecti
 /// any NAT on the way alive, it does not fake traffic to defeat the idle timeout. So an idle
 /// forward's session is closed every 20 minutes and replaced, and the local port stays usable.
 /// Two hours are six idle timeouts: here the simulator's idle timeout is 2 s instead of 20 min
-/// and the forward idles for 13 s — six and a half of them — before a connection must work.
+/// and the forward idles until it has reported six of them before a connection must work.
 #[test]
 fn an_idle_forward_outlives_the_service_idle_timeout() {
     const IDLE: Duration = Duration::from_secs(2);
@@ -681,20 +683,12 @@ fn an_idle_forward_outlives_the_service_idle_timeout() {
     let echo = echo_server(b"");
     let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
     let f = fwd.forwarding(0);
-    thread::sleep(IDLE * 13 / 2);
+    fwd.out
+        .wait_count("about idle timeouts", 6, IDLE * 30, |l| {
+            l.contains("terminated due to inactivity")
+        });
     let data = pattern(3, 50_000);
     assert_eq!(round_trip(f.local, &data), data);
-    fwd.drain_lines(Duration::from_millis(100));
-    let idle_closes = fwd
-        .seen
-        .iter()
-        .filter(|l| l.contains("terminated due to inactivity"))
-        .count();
-    assert!(
-        idle_closes >= 5,
-        "{idle_closes} idle timeouts; stderr {:?}",
-        fwd.seen
-    );
     fwd.ctrl_c_ends_cleanly();
 }
 
@@ -704,26 +698,8 @@ fn a_terminal_gets_a_live_status_line_and_ctrl_c_works_there() {
     let echo = echo_server(b"");
     let mut cmd = sim.rssm();
     cmd.args(["forward", DEMO, "-L", &format!("0:localhost:{echo}")]);
-    let mut term = expectrl::Session::spawn(cmd).expect("spawn on a PTY");
-    let mut seen = String::new();
-    let mut expect = |term: &mut expectrl::Session, re: &str| -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            // expectrl's own `expect` spins; poll gently so rssm and the simulator get the CPU.
-            match term.check(Regex(re)) {
-                Ok(found) if !found.is_empty() => {
-                    let text = String::from_utf8_lossy(found.as_bytes()).into_owned();
-                    seen.push_str(&text);
-                    return text;
-                }
-                Ok(_) => {}
-                Err(e) => panic!("waiting for {re:?}: {e}; output {seen:?}"),
-            }
-            assert!(Instant::now() < deadline, "no {re:?}; output {seen:?}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let line = expect(&mut term, r"Forwarding 127\.0\.0\.1:\d+ ");
+    let mut term = Term::spawn(cmd);
+    let line = term.expect(r"Forwarding 127\.0\.0\.1:\d+ ");
     let port: u16 = line
         .rsplit(':')
         .next()
@@ -732,24 +708,9 @@ fn a_terminal_gets_a_live_status_line_and_ctrl_c_works_there() {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     assert_eq!(round_trip(addr, b"hello"), b"hello");
     // Redrawn in place: clear-line, then the counters.
-    expect(
-        &mut term,
-        r"\r\x1b\[2K0 open / 1 total \| up 5 B [^|]*\| down 5 B",
-    );
-    term.send([3u8]).expect("Ctrl-C on the PTY");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match term.get_process().status() {
-            Ok(WaitStatus::Exited(_, code)) => {
-                assert_eq!(code, 0, "output {seen:?}");
-                break;
-            }
-            Ok(WaitStatus::StillAlive) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(Instant::now() < deadline, "still running; output {seen:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    term.expect(r"\r\x1b\[2K0 open / 1 total \| up 5 B [^|]*\| down 5 B");
+    term.send([3u8]);
+    assert_eq!(term.wait_exit(WAIT), 0, "output {:?}", term.text());
 }
 
 #[test]
@@ -798,6 +759,7 @@ fn the_drop_in_plugin_forwards_and_speaks_like_the_official_one() {
         l == format!("Exiting session with sessionId: {id}.")
     });
     let accepted = plugin
+        .out
         .seen
         .iter()
         .filter(|l| l.starts_with("Connection accepted"))
@@ -821,13 +783,14 @@ fn sessions_share_one_port_and_each_serves_its_share_of_the_connections() {
     ids.dedup();
     assert_eq!(ids.len(), 4, "four sessions: {lanes:?}");
     assert_eq!(
-        fwd.seen
+        fwd.out
+            .seen
             .iter()
             .filter(|l| l.contains("session 1 of 4"))
             .count(),
         1,
         "{:?}",
-        fwd.seen
+        fwd.out.seen
     );
 
     // Eight connections, each served (echoed once) before the next arrives: two per session.
@@ -976,7 +939,7 @@ fn trace_logs_of_every_mode_hold_no_token_and_no_stream_url_query() {
     let f = fwd.forwarding(0);
     assert_eq!(round_trip(f.local, b"traced"), b"traced");
     fwd.ctrl_c_ends_cleanly();
-    assert_no_secrets("forward", &fwd.seen.join("\n"), &tokens_issued(&sim));
+    assert_no_secrets("forward", &fwd.out.seen.join("\n"), &tokens_issued(&sim));
     // The drop-in plugin, with the response (and its token) in argv.
     let request = serde_json::json!({
         "Target": DEMO,
@@ -1037,7 +1000,7 @@ fn a_connection_that_stops_reading_is_dropped_and_the_others_go_on() {
     let mut buf = [0u8; 11];
     other.read_exact(&mut buf).expect("the echo arrives");
     assert_eq!(&buf, b"still alive");
-    let line = fwd.wait_line_within(
+    let line = fwd.out.wait_line(
         "about the dropped connection",
         Duration::from_secs(90),
         |l| l.contains("dropped the connection"),
@@ -1073,20 +1036,23 @@ fn forward_peak_rss(faults: FaultConfig, hostile_frames: u64) -> u64 {
     let echo = echo_server(b"");
     let mut fwd = Forward::start(&sim, &["-L", &format!("0:localhost:{echo}")]);
     let f = fwd.forwarding(0);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sim.sim.state().hostile_sent() < hostile_frames {
-        assert!(
-            Instant::now() < deadline && fwd.is_running(),
-            "{what}: sent {} of {hostile_frames}; stderr {:?}",
-            sim.sim.state().hostile_sent(),
-            fwd.seen
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait::until_true(
+        &format!("{what}: {hostile_frames} frames sent"),
+        Duration::from_secs(120),
+        || {
+            assert!(
+                fwd.is_running(),
+                "{what}: rssm exited; stderr {:?}",
+                fwd.out.seen
+            );
+            sim.sim.state().hostile_sent() >= hostile_frames
+        },
+    );
     assert_eq!(round_trip(f.local, b"after the flood"), b"after the flood");
     let rss = fwd.peak_rss();
     fwd.ctrl_c_ends_cleanly();
     let ours: Vec<&String> = fwd
+        .out
         .seen
         .iter()
         .filter(|l| l.starts_with("rssm: "))

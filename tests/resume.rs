@@ -5,13 +5,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::term::{Term, STEP};
 use common::{run_bounded, Sim, DEMO};
 use rssm_sim::{FaultConfig, SimConfig};
+use rssm_testkit::net::{connect_when_listening, echo_server, free_port};
+use rssm_testkit::{pattern, wait};
 use sha2::{Digest, Sha256};
 
 fn killing_sim(faults: FaultConfig) -> Sim {
@@ -105,21 +107,8 @@ fn forward_survives_loss_duplication_reordering_latency_and_two_kills() {
         },
         ..Default::default()
     });
-    // A TCP echo server on loopback.
-    let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        if let Ok((mut s, _)) = echo.accept() {
-            let mut r = s.try_clone().unwrap();
-            let _ = std::io::copy(&mut r, &mut s);
-            let _ = s.shutdown(std::net::Shutdown::Write);
-        }
-    });
-    let local = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let echo_port = echo_server(b"");
+    let local = free_port();
     let mut cmd = sim.rssm();
     cmd.args([
         "forward",
@@ -131,28 +120,15 @@ fn forward_survives_loss_duplication_reordering_latency_and_two_kills() {
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, local));
-    let mut conn = None;
-    for _ in 0..200 {
-        if let Ok(c) = TcpStream::connect(addr) {
-            conn = Some(c);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let conn = conn.expect("forward listens");
+    let conn = connect_when_listening(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, local)),
+        Duration::from_secs(30),
+    );
     conn.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     const LEN: usize = 32 * 1024 * 1024;
     let started = std::time::Instant::now();
-    let mut data = vec![0u8; LEN];
-    let mut x = 0x243f6a8885a308d3u64;
-    for b in data.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let data = pattern(0x243f_6a88_85a3_08d3, LEN);
     let want = Sha256::digest(&data);
     let mut writer = conn.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
@@ -231,15 +207,20 @@ impl Timed {
                 let lines: Vec<_> = self.lines.try_iter().collect();
                 panic!("hung; stderr: {lines:?}");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(wait::POLL);
         };
         let mut stdout = String::new();
         if let Some(mut out) = self.child.stdout.take() {
             out.read_to_string(&mut stdout).expect("stdout");
         }
+        // Every stderr line, up to its end (the reader hangs up at end-of-file).
         let mut lines = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            lines.push(line);
+        loop {
+            match self.lines.recv_timeout(limit) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("stderr stayed open after the exit: {e}; {lines:?}"),
+            }
         }
         (status, stdout, lines)
     }
@@ -304,18 +285,14 @@ fn exec_ends_with_255_and_says_why_when_the_session_is_gone_for_good() {
     ]);
     let run = Timed::spawn(cmd);
     // While the path is silent, the service ends the session: there is nothing to resume.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let relay = loop {
-        let connected = sim.sim.state().sessions().values().find_map(|s| {
-            (s.status == rssm_sim::state::SessionStatus::Connected).then(|| s.relay.clone())
-        });
-        if let Some(relay) = connected {
-            break relay;
-        }
-        assert!(std::time::Instant::now() < deadline, "no session");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_secs(2));
+    let (id, relay) = wait::until("a connected session", Duration::from_secs(30), || {
+        sim.sim.state().sessions().values().find_map(|s| {
+            (s.status == rssm_sim::state::SessionStatus::Connected)
+                .then(|| (s.id.clone(), s.relay.clone()))
+        })
+    });
+    sim.logs
+        .wait_line(&["data channel blackholed", &id], Duration::from_secs(30));
     relay
         .blocking_send(rssm_sim::relay::RelayCommand::Terminate {
             output: String::new(),

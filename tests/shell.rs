@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::term::{Term, STEP};
 use common::{Sim, DEMO};
 use rssm_sim::SimConfig;
+use rssm_testkit::wait;
 
 /// A simulator whose agent runs a plain POSIX shell, whatever `$SHELL` the tests run under.
 fn sim() -> Sim {
@@ -125,23 +126,38 @@ fn initial_size_and_every_resize_reach_the_remote_pty() {
     t.expect("\n24 80\r?\n");
     prompt(&mut t);
     t.resize(132, 43);
-    // SIGWINCH → Size message → the agent resizes its PTY; give that a moment to land before
-    // the keystrokes that ask for it (they travel on their own path).
-    std::thread::sleep(Duration::from_millis(500));
-    t.send("stty size\r");
-    t.expect("\n43 132\r?\n");
-    prompt(&mut t);
+    // SIGWINCH → Size message → the agent resizes its PTY. The keystrokes that ask for the size
+    // travel on a path of their own: ask until the remote PTY has the new one.
+    let deadline = Instant::now() + STEP;
+    loop {
+        t.send("stty size\r");
+        let size = t.expect("\n(24 80|43 132)\r?\n");
+        prompt(&mut t);
+        if size.contains("43 132") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still 24 80: {}", t.text());
+        std::thread::sleep(wait::POLL);
+    }
     t.send("exit\r");
     assert_eq!(t.wait_exit(STEP), 0);
+}
+
+/// Starts a 30 s sleep as the remote shell's foreground job, returning once it runs: the job
+/// prints a marker after the shell made it the terminal's foreground process group (dash's child
+/// does that before running anything), then becomes the sleep (`exec`, same process group). A
+/// Ctrl-C or Ctrl-Z typed from then on reaches the sleep, not the shell.
+fn sleep_in_the_foreground(t: &mut Term) {
+    // The echoed command line says `$((6*7))`; only the job's output says 42.
+    t.send("sh -c 'echo sleeping-$((6*7)); exec sleep 30'\r");
+    t.expect("sleeping-42");
 }
 
 #[test]
 fn ctrl_c_interrupts_the_remote_command_not_rssm() {
     let sim = sim();
     let mut t = shell(&sim);
-    t.send("sleep 30\r");
-    t.expect("sleep 30");
-    std::thread::sleep(Duration::from_millis(700)); // let the remote shell start it
+    sleep_in_the_foreground(&mut t);
     let start = Instant::now();
     t.send("\x03");
     prompt(&mut t);
@@ -169,20 +185,32 @@ fn ctrl_z_stops_the_remote_job_and_keys_arrive_byte_for_byte() {
     t.expect("1b 5b 41 1b 5b 44 01 0a");
     prompt(&mut t);
     // Ctrl-Z stops the remote job (rssm itself is not suspended: the shell answers).
-    t.send("sleep 30\r");
-    t.expect("sleep 30");
-    std::thread::sleep(Duration::from_millis(700));
+    sleep_in_the_foreground(&mut t);
     t.send("\x1a");
     t.expect("(?i)stopped");
     prompt(&mut t);
     t.send("kill -9 %1; echo killed-$((3*3))\r");
     t.expect("killed-9");
     prompt(&mut t);
-    // dash may refuse the first `exit` ("You have stopped jobs.") until it has reaped the job.
+    // dash refuses `exit` ("You have stopped jobs.") until it has reaped the killed job: ask
+    // `jobs` until no job is stopped.
+    let deadline = Instant::now() + STEP;
+    loop {
+        t.send("jobs; echo jobs-$((2+2))\r");
+        let jobs = t.expect("jobs-4");
+        prompt(&mut t);
+        if !jobs.to_lowercase().contains("stopped") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job stays stopped: {}",
+            t.text()
+        );
+        std::thread::sleep(wait::POLL);
+    }
     t.send("exit\r");
-    std::thread::sleep(Duration::from_millis(300));
-    t.send("exit\r");
-    assert_eq!(t.wait_exit(STEP), 0);
+    assert_eq!(t.wait_exit(STEP), 0, "{}", t.text());
 }
 
 #[test]
@@ -334,16 +362,7 @@ fn unknown_target_is_one_clear_line_and_255() {
 #[test]
 fn offline_target_is_one_clear_line_and_255() {
     let sim = sim();
-    let offline = sim
-        .sim
-        .config()
-        .fleet
-        .targets
-        .iter()
-        .find(|t| !t.is_online())
-        .expect("the default fleet has an offline instance")
-        .id
-        .clone();
+    let offline = sim.offline_target();
     let mut cmd = sim.rssm();
     cmd.args(["shell", &offline]);
     let out = run_piped(cmd, b"", Duration::from_secs(30));

@@ -7,10 +7,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::forward::*;
 use common::{run_bounded, Sim, TempDir, DEMO};
+use rssm_testkit::net::{echo_server, free_port, serve_echo};
+use rssm_testkit::pattern;
 
 /// `rssm socks 0 --via TARGET …`, with the proxy's address from its first line.
 fn start_proxy(sim: &Sim, via: &str, extra: &[&str]) -> (Forward, SocketAddr) {
@@ -251,11 +253,10 @@ impl HttpServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 is needed for the HTTP server (scripts/test.sh installs it)");
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "HTTP server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        rssm_testkit::net::connect_when_listening(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            WAIT,
+        );
         HttpServer(child, port)
     }
 }
@@ -358,9 +359,9 @@ fn with_user_only_the_right_login_gets_through() {
     assert_eq!(echo_through(s, b"authenticated"), b"authenticated");
     proxy.ctrl_c_ends_cleanly();
     assert!(
-        proxy.seen.iter().all(|l| !l.contains("s3cret-pw")),
+        proxy.out.seen.iter().all(|l| !l.contains("s3cret-pw")),
         "{:?}",
-        proxy.seen
+        proxy.out.seen
     );
 }
 

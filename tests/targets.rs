@@ -164,7 +164,8 @@ fn pick_chooses_among_matches_on_a_terminal() {
     let mut term = common::term::Term::spawn(cmd);
     term.expect("i-0aaaaaaaaaaaaaaa2");
     term.send("\x1b[B");
-    std::thread::sleep(Duration::from_millis(200));
+    // The picker has taken the key once it redraws with the second line active (`> `).
+    term.expect(r"> [^\r\n]*i-0aaaaaaaaaaaaaaa2");
     term.send("\r");
     term.expect("TargetNotConnected");
     term.expect("run: rssm doctor i-0aaaaaaaaaaaaaaa2");

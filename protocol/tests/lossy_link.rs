@@ -1,14 +1,13 @@
 //! Two endpoints (a client session and an agent session built on the same state machine) joined by
 //! a deterministic, seeded lossy link deliver both byte streams exactly and in order.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{random_bytes, Impairments, Link};
 use proptest::prelude::*;
 use rssm_protocol::{Event, PayloadType, Session, SessionConfig};
+use rssm_testkit::link::{earliest, Impairments, Link};
+use rssm_testkit::pattern;
 
 /// One side of the simulation: a session, the bytes it must send and what it received.
 pub struct Endpoint {
@@ -100,20 +99,17 @@ pub fn run(
         let busy = [&client.session, &agent.session]
             .iter()
             .any(|s| s.has_transmit())
-            || c2a.next_delivery().is_some_and(|t| t <= now)
-            || a2c.next_delivery().is_some_and(|t| t <= now);
+            || c2a.due(now)
+            || a2c.due(now);
         if busy {
             continue;
         }
-        let next = [
+        let next = earliest([
             c2a.next_delivery(),
             a2c.next_delivery(),
             client.session.poll_timeout(),
             agent.session.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ])
         .expect("stalled: nothing in flight and no timer, but streams incomplete");
         now = next.max(now);
         assert!(
@@ -163,8 +159,8 @@ fn pair_with_agent_window(
     agent_config.resend_tick = agent_tick;
     let agent = Session::new(agent_config, now, 1_700_000_000_000, seed_a);
     (
-        Endpoint::new(client, random_bytes(seed, c_len), chunk),
-        Endpoint::new(agent, random_bytes(seed ^ 0xabcdef, a_len), chunk),
+        Endpoint::new(client, pattern(seed, c_len), chunk),
+        Endpoint::new(agent, pattern(seed ^ 0xabcdef, a_len), chunk),
     )
 }
 

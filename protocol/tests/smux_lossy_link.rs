@@ -3,15 +3,14 @@
 //! seeded lossy link. Every stream's echo must come back exactly, and every stream must close
 //! cleanly in both directions.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, Impairments, Link};
 use proptest::prelude::*;
 use rssm_protocol::smux::{SmuxConfig, SmuxEvent, SmuxRole, SmuxSession, StreamId};
 use rssm_protocol::{Event, PayloadType, Session, SessionConfig};
+use rssm_testkit::link::{earliest, Impairments, Link};
+use rssm_testkit::pattern;
 
 /// Largest Output payload either side sends: the agent's read size (PROTOCOL.md §12).
 const CHUNK: usize = 1024;
@@ -82,7 +81,7 @@ fn run(seed: u64, sizes: &[usize], imp: Impairments) {
         uploads.insert(
             id,
             Upload {
-                data: random_bytes(seed.wrapping_add(i as u64), n),
+                data: pattern(seed.wrapping_add(i as u64), n),
                 written: 0,
                 fin_sent: false,
                 echoed: Vec::new(),
@@ -180,20 +179,17 @@ fn run(seed: u64, sizes: &[usize], imp: Impairments) {
             || uploads
                 .values()
                 .any(|u| !u.fin_sent && client.smux.pending_output() <= 64 * 1024)
-            || c2a.next_delivery().is_some_and(|t| t <= now)
-            || a2c.next_delivery().is_some_and(|t| t <= now);
+            || c2a.due(now)
+            || a2c.due(now);
         if busy {
             continue;
         }
-        let next = [
+        let next = earliest([
             c2a.next_delivery(),
             a2c.next_delivery(),
             client.session.poll_timeout(),
             server.session.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ])
         .expect("stalled with streams incomplete");
         now = next.max(now);
         assert!(

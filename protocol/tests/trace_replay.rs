@@ -3,12 +3,9 @@
 //! sequence number, flags, payload type and payload — except where we deliberately differ
 //! (re-acknowledging duplicates, §6.3).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::read_trace;
 use rssm_protocol::payload::AcknowledgeContent;
 use rssm_protocol::{
     AgentMessage, Event, MessageType, PayloadType, Session, SessionConfig, SessionType,
@@ -147,4 +144,14 @@ fn real_agent_retransmitted_handshake_is_acked_once_then_reacked() {
     };
     assert_eq!(t.property("portNumber"), Some("7777"));
     assert_eq!(r.session.unacked(), 0);
+}
+
+/// Reads a recorded trace (one JSON object per line).
+fn read_trace(name: &str) -> Vec<serde_json::Value> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -108,17 +108,20 @@ async fn session_lifecycle_through_the_api() {
 
     let (status, t) = ssm(&sim, "TerminateSession", json!({ "SessionId": id })).await;
     assert_eq!((status, &t["SessionId"]), (200, &json!(id)));
-    for _ in 0..100 {
-        let (_, d) = ssm(&sim, "DescribeSessions", json!({ "State": "History" })).await;
-        if d["Sessions"].as_array().unwrap().len() == 1 {
-            assert_eq!(d["Sessions"][0]["Status"], "Terminated");
-            assert!(d["Sessions"][0]["EndDate"].is_number());
-            sim.shutdown().await;
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("session never reached History");
+    let simulator = &sim;
+    wait_until(
+        "the session in History",
+        std::time::Duration::from_secs(30),
+        || async move {
+            let (_, d) = ssm(simulator, "DescribeSessions", json!({ "State": "History" })).await;
+            d["Sessions"].as_array().unwrap().len() == 1
+        },
+    )
+    .await;
+    let (_, d) = ssm(&sim, "DescribeSessions", json!({ "State": "History" })).await;
+    assert_eq!(d["Sessions"][0]["Status"], "Terminated");
+    assert!(d["Sessions"][0]["EndDate"].is_number());
+    sim.shutdown().await;
 }
 
 #[tokio::test]
@@ -292,23 +295,8 @@ async fn websocket_answers_pings() {
 #[tokio::test]
 async fn ecs_execute_command_returns_a_camel_case_session() {
     let sim = sim().await;
-    let ecs = sim
-        .config()
-        .fleet
-        .targets
-        .iter()
-        .find(|t| t.id.starts_with("ecs:"))
-        .unwrap()
-        .clone();
+    let (ecs, status, r) = ecs_execute_command(&sim, "echo hi").await;
     let (cluster, task, _) = ecs.ecs_parts().unwrap();
-    let (status, r) = call_as(
-        &sim,
-        &sim.config().credentials,
-        "ecs",
-        "AmazonEC2ContainerServiceV20141113.ExecuteCommand",
-        &json!({ "cluster": cluster, "task": task, "command": "echo hi", "interactive": true }),
-    )
-    .await;
     assert_eq!(status, 200, "{r}");
     assert!(r["session"]["sessionId"].is_string());
     assert!(r["session"]["streamUrl"]

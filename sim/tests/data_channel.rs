@@ -8,6 +8,7 @@ use common::*;
 use rssm_protocol::smux::{SmuxConfig, SmuxRole, SmuxSession};
 use rssm_protocol::{Event, PayloadType, SessionType};
 use rssm_sim::{SimConfig, Simulator};
+use rssm_testkit::net::echo_server;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -29,14 +30,8 @@ async fn shell_echoes_commands_and_ends_with_channel_closed() {
     let mut c = Client::connect(&sim, &resp, DEMO).await;
     c.session.send_size(100, 30).unwrap();
     c.send(PayloadType::Output, b"echo hello-$((6*7)); stty size\n");
-    let mut seen = String::new();
-    c.run_until(Duration::from_secs(20), |e, _| {
-        if let Event::Output(b) = e {
-            seen.push_str(&String::from_utf8_lossy(b));
-        }
-        seen.contains("hello-42") && seen.contains("30 100")
-    })
-    .await;
+    c.run_until_output(Duration::from_secs(20), &["hello-42", "30 100"])
+        .await;
     c.send(PayloadType::Output, b"exit\n");
     let events = c
         .run_until(Duration::from_secs(20), |e, _| {
@@ -191,21 +186,15 @@ async fn kms_encrypted_shell_completes_the_challenge() {
     );
     assert!(c.session.is_encrypted());
     c.send(PayloadType::Output, b"echo secret-$((1+1))\n");
-    let mut seen = String::new();
-    c.run_until(Duration::from_secs(20), |e, _| {
-        if let Event::Output(b) = e {
-            seen.push_str(&String::from_utf8_lossy(b));
-        }
-        seen.contains("secret-2")
-    })
-    .await;
+    c.run_until_output(Duration::from_secs(20), &["secret-2"])
+        .await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn port_forwarding_smux_carries_many_streams_intact() {
     let sim = sim().await;
-    let port = echo_server().await;
+    let port = echo_server(b"");
     let mut c = port_session(&sim, port, rssm_protocol::CLIENT_VERSION).await;
     smux_echo(&mut c, 16, 40_000).await;
     c.session
@@ -221,9 +210,9 @@ async fn port_forwarding_smux_carries_many_streams_intact() {
 #[tokio::test]
 async fn port_forwarding_basic_for_old_clients_is_single_stream() {
     let sim = sim().await;
-    let port = echo_server().await;
+    let port = echo_server(b"");
     let mut c = port_session(&sim, port, "1.1.61.0").await;
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let data = rssm_testkit::pattern(5, 200_000);
     let mut sent = 0;
     let mut got = Vec::new();
     while sent < data.len() && c.session.unacked() < 300 {
@@ -330,23 +319,7 @@ async fn terminate_session_sends_channel_closed() {
 #[tokio::test]
 async fn ecs_execute_command_runs_the_command_interactively() {
     let sim = sim().await;
-    let ecs = sim
-        .config()
-        .fleet
-        .targets
-        .iter()
-        .find(|t| t.id.starts_with("ecs:"))
-        .unwrap()
-        .clone();
-    let (cluster, task, _) = ecs.ecs_parts().unwrap();
-    let (status, r) = call_as(
-        &sim,
-        &sim.config().credentials,
-        "ecs",
-        "AmazonEC2ContainerServiceV20141113.ExecuteCommand",
-        &json!({ "cluster": cluster, "task": task, "command": "echo from-the-container", "interactive": true }),
-    )
-    .await;
+    let (ecs, status, r) = ecs_execute_command(&sim, "echo from-the-container").await;
     assert_eq!(status, 200, "{r}");
     // The plugin matches the response keys case-insensitively (§11.1).
     let session = json!({

@@ -6,7 +6,10 @@ mod common;
 
 use common::*;
 use rssm_protocol::Event;
+use rssm_sim::state::{SessionStatus, TokenError};
 use rssm_sim::{FaultConfig, SimConfig, Simulator};
+use rssm_testkit::logs::Logs;
+use rssm_testkit::net::echo_server;
 use serde_json::json;
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ async fn sim_with(faults: FaultConfig) -> Simulator {
 }
 
 async fn echo_through(sim: &Simulator, streams: usize, size: usize) -> u32 {
-    let port = echo_server().await;
+    let port = echo_server(b"");
     let mut c = port_session(sim, port, rssm_protocol::CLIENT_VERSION).await;
     smux_echo(&mut c, streams, size).await;
     c.reconnects
@@ -61,9 +64,25 @@ async fn expired_tokens_are_refused_and_resume_issues_new_ones() {
         ..FaultConfig::default()
     })
     .await;
-    // A token used after its lifetime is refused.
+    // A token used after its lifetime is refused: once the simulator's own check says it has
+    // expired.
     let stale = start_session(&sim, json!({ "Target": DEMO })).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (id, token) = (
+        stale["SessionId"].as_str().unwrap(),
+        stale["TokenValue"].as_str().unwrap(),
+    );
+    let state = sim.state();
+    wait_until(
+        "the token's expiry",
+        Duration::from_secs(30),
+        || async move {
+            matches!(
+                state.check_token(id, token, std::time::Instant::now()),
+                Err(TokenError::Expired)
+            )
+        },
+    )
+    .await;
     use futures_util::StreamExt;
     let mut ws = open_ws(
         &sim,
@@ -81,21 +100,22 @@ async fn expired_tokens_are_refused_and_resume_issues_new_ones() {
 
     let resp = start_session(&sim, json!({ "Target": DEMO })).await;
     let mut c = Client::connect(&sim, &resp, DEMO).await;
-    // Runs past the kill: the client must resume with a fresh token.
+    // Runs past the kill (the simulator has the client detached): the client must resume with a
+    // fresh token.
     c.session.send_size(80, 24).unwrap();
-    let mut seen = String::new();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (state, id) = (sim.state(), c.session_id.as_str());
+    wait_until(
+        "the websocket kill",
+        Duration::from_secs(30),
+        || async move { state.sessions()[id].status == SessionStatus::Disconnected },
+    )
+    .await;
     c.send(
         rssm_protocol::PayloadType::Output,
         b"echo after-$((2*21))\n",
     );
-    c.run_until(Duration::from_secs(20), |e, _| {
-        if let Event::Output(b) = e {
-            seen.push_str(&String::from_utf8_lossy(b));
-        }
-        seen.contains("after-42")
-    })
-    .await;
+    c.run_until_output(Duration::from_secs(20), &["after-42"])
+        .await;
     assert!(c.reconnects >= 1);
     sim.shutdown().await;
 }
@@ -109,7 +129,7 @@ async fn agent_disconnect_pauses_the_client_and_loses_nothing() {
         ..FaultConfig::default()
     })
     .await;
-    let port = echo_server().await;
+    let port = echo_server(b"");
     let mut c = port_session(&sim, port, rssm_protocol::CLIENT_VERSION).await;
     let mut paused = false;
     c.run_until(Duration::from_secs(10), |e, _| {
@@ -224,6 +244,9 @@ async fn next_matching(
 async fn a_blackholed_websocket_stays_open_but_silent_until_the_client_resumes() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
+    // The simulator runs on this thread (a current-thread runtime): its logs come here.
+    let logs = Logs::new();
+    let _capture = logs.install();
     let sim = sim_with(FaultConfig {
         kill_after: Some(Duration::from_millis(300)),
         blackhole: true,
@@ -238,9 +261,15 @@ async fn a_blackholed_websocket_stays_open_but_silent_until_the_client_resumes()
 
     ws.send(ping()).await.unwrap();
     assert!(next_matching(&mut ws, Duration::from_secs(5), pong).await);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Once the gateway says it has gone silent.
+    let logs = &logs;
+    wait_until("the blackhole", Duration::from_secs(30), || async move {
+        logs.line_with(&["data channel blackholed"]).is_some()
+    })
+    .await;
     // Blackholed: no pong, no frame (the shell's prompt is due meanwhile), no close — and writes
-    // still succeed, because the TCP connection is up.
+    // still succeed, because the TCP connection is up. (The 1.5 s bound the silence this test is
+    // about; they wait for nothing.)
     ws.send(ping()).await.unwrap();
     let silence = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await;
     assert!(silence.is_err(), "expected silence, got {silence:?}");
@@ -290,19 +319,18 @@ async fn an_agent_restart_ends_the_session_and_refuses_new_ones_until_it_is_back
     assert_eq!(err["__type"], "TargetNotConnected", "{err}");
     let (_, conn) = ssm(&sim, "GetConnectionStatus", json!({ "Target": DEMO })).await;
     assert_eq!(conn["Status"], "notconnected", "{conn}");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    // Back, and it restarts only once.
+    // Back (the API says so once the restart is over), and it restarts only once.
+    let simulator = &sim;
+    wait_until("the agent back", Duration::from_secs(30), || async move {
+        let (_, conn) = ssm(simulator, "GetConnectionStatus", json!({ "Target": DEMO })).await;
+        conn["Status"] == "connected"
+    })
+    .await;
     let resp = start_session(&sim, json!({ "Target": DEMO })).await;
     let mut c = Client::connect(&sim, &resp, DEMO).await;
     c.session.send_size(80, 24).unwrap();
     c.send(rssm_protocol::PayloadType::Output, b"echo back-$((6*7))\n");
-    let mut seen = String::new();
-    c.run_until(Duration::from_secs(20), |e, _| {
-        if let Event::Output(b) = e {
-            seen.push_str(&String::from_utf8_lossy(b));
-        }
-        seen.contains("back-42")
-    })
-    .await;
+    c.run_until_output(Duration::from_secs(20), &["back-42"])
+        .await;
     sim.shutdown().await;
 }

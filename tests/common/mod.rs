@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rssm_sim::{SimConfig, Simulator};
+use rssm_testkit::logs::Logs;
 
 /// The simulator's online demo instance.
 pub const DEMO: &str = "i-0123456789abcdef0";
@@ -20,6 +21,8 @@ pub const DEMO: &str = "i-0123456789abcdef0";
 pub struct Sim {
     pub sim: Simulator,
     pub env: Vec<(&'static str, String)>,
+    /// The simulator's log (INFO and above): it says when a fault strikes.
+    pub logs: Logs,
     rt: tokio::runtime::Runtime,
 }
 
@@ -38,9 +41,12 @@ impl Sim {
     }
 
     pub fn with_config(config: SimConfig) -> Sim {
+        let logs = Logs::new();
+        let on_thread = logs.clone();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
+            .on_thread_start(move || on_thread.install_for_this_thread())
             .build()
             .expect("tokio runtime");
         let sim = rt
@@ -52,7 +58,20 @@ impl Sim {
             // (rssm's default keeps under the real service's ~1000 messages/s).
             env.push(("RSSM_MAX_MSG_RATE", "0".into()));
         }
-        Sim { sim, env, rt }
+        Sim { sim, env, logs, rt }
+    }
+
+    /// The id of an instance of the fleet whose agent is offline.
+    pub fn offline_target(&self) -> String {
+        self.sim
+            .config()
+            .fleet
+            .targets
+            .iter()
+            .find(|t| !t.is_online())
+            .expect("the default fleet has an offline instance")
+            .id
+            .clone()
     }
 
     /// `rssm` with a clean AWS environment pointing at this simulator.

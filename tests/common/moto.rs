@@ -2,10 +2,12 @@
 //! Started per test, killed on drop. A missing moto fails the test loudly (scripts/test.sh
 //! installs it); it never skips.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rssm_testkit::wait;
 
 /// A running `moto_server`.
 pub struct Moto {
@@ -40,10 +42,7 @@ impl Moto {
             .map(|n| server.with_file_name(n))
             .find(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("python3"));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = rssm_testkit::net::free_port();
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS managed policies (AmazonSSMManagedInstanceCore) exist only when asked for.
@@ -58,17 +57,12 @@ impl Moto {
             url: format!("http://127.0.0.1:{port}"),
             python,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        wait::until_true("moto_server listening", Duration::from_secs(60), || {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited at start: {status}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         moto
     }
 

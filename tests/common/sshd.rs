@@ -1,10 +1,10 @@
 //! A real OpenSSH server on loopback for the ProxyCommand tests: throwaway host and user keys,
 //! the user running the tests, killed on drop.
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::TempDir;
 
@@ -58,11 +58,7 @@ pub fn start_sshd() -> Sshd {
         .to_owned();
     // sshd refuses to start without its privilege-separation directory.
     let _ = std::fs::create_dir_all("/run/sshd");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = rssm_testkit::net::free_port();
     let config = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
          AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
@@ -77,11 +73,10 @@ pub fn start_sshd() -> Sshd {
         .stdin(Stdio::null())
         .spawn()
         .expect("sshd starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rssm_testkit::net::connect_when_listening(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_secs(30),
+    );
     Sshd {
         child,
         port,

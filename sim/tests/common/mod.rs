@@ -8,7 +8,9 @@ use rssm_protocol::handshake::DataKey;
 use rssm_protocol::smux::{SmuxConfig, SmuxEvent, SmuxRole, SmuxSession, StreamId};
 use rssm_protocol::{Event, PayloadType, Session, SessionConfig, SessionType};
 use rssm_sim::sigv4::{sign_headers, SimCredentials, ToSign};
-use rssm_sim::Simulator;
+use rssm_sim::{Simulator, Target};
+use rssm_testkit::pattern;
+use rssm_testkit::wait::POLL;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -215,7 +217,8 @@ impl<'a> Client<'a> {
 
     async fn resume(&mut self) {
         self.ws = None;
-        // The plugin waits 100–199 ms before its first retry (§5.6).
+        // The plugin waits 100–199 ms before its first retry (§5.6): this client does as it
+        // does (a backoff to imitate, not a wait for something to happen).
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (status, resp) = ssm(
             self.sim,
@@ -249,6 +252,19 @@ impl<'a> Client<'a> {
     ) -> Vec<Event> {
         self.run_loop(limit, |e, s| e.is_some_and(|e| done(e, s)))
             .await
+    }
+
+    /// Moves frames until the Output seen so far contains every one of `needles`; returns it.
+    pub async fn run_until_output(&mut self, limit: Duration, needles: &[&str]) -> String {
+        let mut seen = String::new();
+        self.run_until(limit, |e, _| {
+            if let Event::Output(b) = e {
+                seen.push_str(&String::from_utf8_lossy(b));
+            }
+            needles.iter().all(|n| seen.contains(n))
+        })
+        .await;
+        seen
     }
 
     /// Like [`Client::run_until`], but `f` is also called with `None` on every turn of the loop
@@ -322,6 +338,23 @@ impl<'a> Client<'a> {
     }
 }
 
+/// Waits up to `limit` for `ready` to answer true, asking every [`POLL`] without blocking the
+/// runtime (the simulator runs on it); panics naming `what` after that.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut ready: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {what} within {limit:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A short description of what a test saw (full Output dumps are unreadable).
 pub fn summary(events: &[Event]) -> String {
     let outputs: usize = events
@@ -337,6 +370,29 @@ pub fn summary(events: &[Event]) -> String {
         .map(|e| format!("{e:?}").chars().take(200).collect())
         .collect();
     format!("{outputs} Output bytes; other events: {others:?}")
+}
+
+/// ECS ExecuteCommand (interactive) of `command` in the built-in fleet's ECS task: the target,
+/// the HTTP status and the response.
+pub async fn ecs_execute_command(sim: &Simulator, command: &str) -> (Target, u16, Value) {
+    let ecs = sim
+        .config()
+        .fleet
+        .targets
+        .iter()
+        .find(|t| t.id.starts_with("ecs:"))
+        .unwrap()
+        .clone();
+    let (cluster, task, _) = ecs.ecs_parts().unwrap();
+    let (status, r) = call_as(
+        sim,
+        &sim.config().credentials,
+        "ecs",
+        "AmazonEC2ContainerServiceV20141113.ExecuteCommand",
+        &json!({ "cluster": cluster, "task": task, "command": command, "interactive": true }),
+    )
+    .await;
+    (ecs, status, r)
 }
 
 /// KMS GenerateDataKey through the API, for KMS-encrypted sessions.
@@ -364,21 +420,6 @@ pub async fn generate_data_key(
     }
 }
 
-/// A loopback TCP echo server; returns its port.
-pub async fn echo_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
-}
-
 /// Collects Output bytes from events.
 pub fn output_text(events: &[Event]) -> String {
     let mut s = Vec::new();
@@ -396,18 +437,9 @@ pub async fn smux_echo(c: &mut Client<'_>, streams: usize, size: usize) {
     let now = Instant::now();
     let mut smux = SmuxSession::new(SmuxRole::Client, SmuxConfig::default(), now);
     let mut want: HashMap<StreamId, (Vec<u8>, Vec<u8>)> = HashMap::new();
-    let mut seed = 0x1234_5678u64;
-    for _ in 0..streams {
+    for i in 0..streams {
         let id = smux.open_stream().unwrap();
-        let data: Vec<u8> = (0..size)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
-        want.insert(id, (data, Vec::new()));
+        want.insert(id, (pattern(i as u64, size), Vec::new()));
     }
     // Write in slices so both directions interleave.
     let mut offsets: HashMap<StreamId, usize> = want.keys().map(|k| (*k, 0)).collect();
