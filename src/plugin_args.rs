@@ -66,6 +66,11 @@ pub fn take_response_env(args: &[String]) -> Option<(String, Option<String>)> {
     let name = args
         .first()
         .filter(|a| a.starts_with(RESPONSE_ENV_PREFIX))?;
+    // A name the environment cannot hold ('=' or NUL in it) names no variable; removing it
+    // would panic.
+    if name.contains(['=', '\0']) {
+        return Some((name.clone(), None));
+    }
     let value = std::env::var(name).ok();
     std::env::remove_var(name);
     Some((name.clone(), value))
@@ -142,8 +147,8 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_argv_is_parsed_or_refused_in_one_line(
-            args in proptest::collection::vec(".*", 0..9),
-            env_value in proptest::option::of(".*"),
+            args in proptest::collection::vec("(?s).*", 0..9),
+            env_value in proptest::option::of("(?s).*"),
         ) {
             if let Err(e) = parse(&args, |_| env_value.clone()) {
                 let line = format!("{e:#}");
@@ -152,13 +157,25 @@ mod tests {
         }
 
         #[test]
-        fn any_response_json_is_parsed_or_refused_in_one_line(json in ".*") {
+        fn any_response_json_is_parsed_or_refused_in_one_line(json in "(?s).*") {
             let args: Vec<String> =
                 vec![json, "us-east-1".into(), "StartSession".into(), String::new()];
             if let Err(e) = parse(&args, |_| None) {
                 let line = format!("{e:#}");
                 proptest::prop_assert!(!line.contains('\n'), "{line}");
             }
+        }
+    }
+
+    #[test]
+    fn a_response_variable_name_the_environment_cannot_hold_names_nothing() {
+        // Found by the plugin_args fuzz target: std::env::remove_var panics on such a name.
+        for name in [
+            "AWS_SSM_START_SESSION_RESPONSE=x",
+            "AWS_SSM_START_SESSION_RESPONSE\0",
+        ] {
+            let taken = take_response_env(&[name.to_owned()]);
+            assert_eq!(taken, Some((name.to_owned(), None)));
         }
     }
 

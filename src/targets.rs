@@ -303,7 +303,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_target_text_is_parsed_or_refused_in_one_line(text in ".*") {
+        fn any_target_text_is_parsed_or_refused_in_one_line(text in "(?s).*") {
             if let Err(e) = parse(&text) {
                 let line = format!("{e:#}");
                 proptest::prop_assert!(!line.contains('\n'), "{line}");
