@@ -7,6 +7,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{rssm, run_bounded, Sim, DEMO};
+use rssm_sim::state::SessionStatus;
+use rssm_testkit::wait;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -190,6 +192,45 @@ fn ctrl_c_stops_the_remote_command_and_its_status_comes_back() {
     // The agent signals the wrapper, which stops the command with SIGTERM: 128 + 15.
     assert_eq!(status.expect("wait").code(), Some(143));
     assert!(!rest.contains("not-interrupted"), "{rest}");
+}
+
+#[test]
+fn sigterm_ends_the_session_on_the_service_and_exits_143() {
+    use std::io::{BufRead, BufReader};
+    let sim = Sim::start();
+    let mut cmd = sim.rssm();
+    cmd.args(["exec", DEMO, "--", "echo started; sleep 30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("rssm starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    assert_eq!(line, "started\n");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("rssm ends well before the remote sleep would")
+        .expect("wait");
+    // Handled, not the default action (which would leave the session open): exit status 143.
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert_eq!(sim.sim.state().sessions().len(), 1);
+    wait::until_true(
+        "the session ended on the service",
+        Duration::from_secs(30),
+        || {
+            let sessions = sim.sim.state().sessions();
+            sessions
+                .values()
+                .all(|s| s.status == SessionStatus::Terminated)
+        },
+    );
 }
 
 #[test]

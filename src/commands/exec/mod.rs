@@ -10,7 +10,8 @@
 //! both streams, so the agent's dropped stream ends cost nothing (see [`trailer`]). It passes a
 //! Ctrl-C on to the command and all it started as SIGTERM: the agent signals only the process it
 //! started, and a background job ignores SIGINT. It exits with the command's status. Ctrl-C here
-//! sends the agent 0x03 (SIGINT to the wrapper); a second Ctrl-C gives up at once.
+//! sends the agent 0x03 (SIGINT to the wrapper); a second Ctrl-C, or SIGTERM or SIGHUP to rssm,
+//! gives up at once (the session is ended on the service too).
 
 mod trailer;
 
