@@ -83,7 +83,10 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
             let aws = aws::Aws::load(&options).await?;
             *target = targets::resolve(&aws, target, pick).await?;
         }
+        // A session command's target is checked before the SDK loads.
+        commands::check_target(target)?;
     }
+    let load = || aws::Aws::load(&options);
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "rssm", &mut std::io::stdout());
@@ -103,39 +106,16 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         Command::InstallPlugin { dir, force } => {
             commands::install_plugin::run(dir.as_deref(), *force, PLUGIN_NAME)
         }
-        Command::List { output } => {
-            let aws = aws::Aws::load(&options).await?;
-            commands::list::run(&aws, *output, cli.quiet).await
-        }
+        Command::List { output } => commands::list::run(&load().await?, *output, cli.quiet).await,
         Command::Doctor(args) => {
-            let aws = aws::Aws::load(&options).await?;
-            commands::doctor::run(&aws, args, pick, options.endpoint_url.as_deref()).await
+            let endpoint = options.endpoint_url.as_deref();
+            commands::doctor::run(&load().await?, args, pick, endpoint).await
         }
-        Command::Shell(args) => {
-            commands::check_target(&args.target)?;
-            let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::shell::run(&aws, args, config).await
-        }
-        Command::Exec(args) => {
-            commands::check_target(&args.target)?;
-            let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::exec::run(&aws, args, config).await
-        }
-        Command::Proxy(args) => {
-            commands::check_target(&args.host)?;
-            let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::proxy::run(&aws, args, config).await
-        }
-        Command::Forward(args) => {
-            commands::check_target(&args.target)?;
-            let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::forward::run(&aws, args, config).await
-        }
-        Command::Socks(args) => {
-            commands::check_target(&args.via)?;
-            let aws = aws::Aws::load(&cli.aws_options()).await?;
-            commands::socks::run(&aws, args, config).await
-        }
+        Command::Shell(args) => commands::shell::run(&load().await?, args, config).await,
+        Command::Exec(args) => commands::exec::run(&load().await?, args, config).await,
+        Command::Proxy(args) => commands::proxy::run(&load().await?, args, config).await,
+        Command::Forward(args) => commands::forward::run(&load().await?, args, config).await,
+        Command::Socks(args) => commands::socks::run(&load().await?, args, config).await,
     }
 }
 
