@@ -159,10 +159,11 @@ fn a_custom_document_without_separate_output_is_run_without_it_and_warned_about(
     assert!(lines[1].contains("no exit status"), "{err}");
 }
 
-#[test]
-fn ctrl_c_stops_the_remote_command_and_its_status_comes_back() {
+/// Runs `rssm exec` with a command that prints `started` and then sleeps for 30 s, sends rssm
+/// `signal` once that line is out, and returns rssm's exit status and the rest of its stdout,
+/// within a deadline well short of the remote sleep.
+fn exec_signalled(sim: &Sim, signal: i32) -> (std::process::ExitStatus, String) {
     use std::io::{BufRead, BufReader};
-    let sim = Sim::start();
     let mut cmd = sim.rssm();
     cmd.args([
         "exec",
@@ -172,14 +173,14 @@ fn ctrl_c_stops_the_remote_command_and_its_status_comes_back() {
     ])
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().expect("rssm starts");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("first line");
     assert_eq!(line, "started\n");
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut rest = String::new();
@@ -189,37 +190,25 @@ fn ctrl_c_stops_the_remote_command_and_its_status_comes_back() {
     let (status, rest) = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("rssm ends well before the remote sleep would");
+    (status.expect("wait"), rest)
+}
+
+#[test]
+fn ctrl_c_stops_the_remote_command_and_its_status_comes_back() {
+    let sim = Sim::start();
+    let (status, rest) = exec_signalled(&sim, libc::SIGINT);
     // The agent signals the wrapper, which stops the command with SIGTERM: 128 + 15.
-    assert_eq!(status.expect("wait").code(), Some(143));
+    assert_eq!(status.code(), Some(143));
     assert!(!rest.contains("not-interrupted"), "{rest}");
 }
 
 #[test]
 fn sigterm_ends_the_session_on_the_service_and_exits_143() {
-    use std::io::{BufRead, BufReader};
     let sim = Sim::start();
-    let mut cmd = sim.rssm();
-    cmd.args(["exec", DEMO, "--", "echo started; sleep 30"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("rssm starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("first line");
-    assert_eq!(line, "started\n");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("rssm ends well before the remote sleep would")
-        .expect("wait");
+    let (status, rest) = exec_signalled(&sim, libc::SIGTERM);
     // Handled, not the default action (which would leave the session open): exit status 143.
     assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(!rest.contains("not-interrupted"), "{rest}");
     assert_eq!(sim.sim.state().sessions().len(), 1);
     wait::until_true(
         "the session ended on the service",
