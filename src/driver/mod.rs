@@ -197,6 +197,8 @@ impl Driver {
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut input_open = true;
         let mut woke_for_frames = true;
+        // Its own handle, so that waiting on it in `select!` borrows nothing of `self`.
+        let demand = self.demand.clone();
         loop {
             if !woke_for_frames
                 && self
@@ -259,7 +261,6 @@ impl Driver {
                 )
                 .min();
             self.apply_mark();
-            let demand = self.demand.clone();
             tokio::select! {
                 biased;
                 frame = self.ws.next() => {

@@ -74,10 +74,10 @@ impl Turns {
         self.order.is_empty()
     }
 
-    /// Bytes waiting, of all connections.
+    /// Bytes waiting, of all connections (only those in line have any).
     pub fn waiting_bytes(&self) -> usize {
-        self.queues
-            .values()
+        (self.order.iter())
+            .filter_map(|id| self.queues.get(id))
             .flat_map(|q| q.up.iter().map(Bytes::len))
             .sum()
     }
