@@ -10,6 +10,8 @@ missing=()
 command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 || missing+=(openssh-client)
 # curl is the real SOCKS5 client of the `rssm socks` tests.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# tinyproxy is the real HTTP CONNECT proxy of the `--proxy` / HTTPS_PROXY tests.
+[ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   SUDO=""

@@ -9,7 +9,10 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use rssm_protocol::{DataKey, DataKeyRequest};
+
+use crate::http_proxy::{ProxyRules, Route};
 
 /// Global connection options (`--profile`, `--region`, `--endpoint-url`).
 #[derive(Debug, Clone, Default)]
@@ -24,12 +27,17 @@ pub struct AwsOptions {
     pub every_endpoint: Option<String>,
     /// Credentials handed in directly instead of the default chain (`rssm demo`).
     pub credentials: Option<Credentials>,
+    /// Proxies for the API calls and the data channel; `None` = the environment's.
+    pub proxy: Option<ProxyRules>,
 }
 
 /// A loaded AWS configuration and SSM client.
 #[derive(Clone)]
 pub struct Aws {
     config: SdkConfig,
+    proxy: ProxyRules,
+    /// The SSM endpoint's URL as far as rssm can tell, for which proxy its calls take.
+    ssm_endpoint: String,
     ssm: aws_sdk_ssm::Client,
     /// The credentials [`Aws::current_credentials`] fetched last.
     latest: std::sync::Arc<std::sync::Mutex<Option<Credentials>>>,
@@ -71,7 +79,12 @@ impl Aws {
     /// Resolves configuration like the AWS CLI does: environment, profiles, SSO, assume-role,
     /// IMDS; then applies the overrides.
     pub async fn load(opts: &AwsOptions) -> Result<Aws> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let proxy = match &opts.proxy {
+            Some(rules) => rules.clone(),
+            None => ProxyRules::resolve(None)?,
+        };
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(&proxy));
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
@@ -90,6 +103,7 @@ impl Aws {
                 "no AWS region configured: pass --region, set AWS_REGION, or set region in your profile"
             );
         }
+        let ssm_endpoint = ssm_endpoint(opts, &config);
         let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
         if let Some(url) = &opts.endpoint_url {
             ssm = ssm.endpoint_url(url);
@@ -97,6 +111,8 @@ impl Aws {
         Ok(Aws {
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             config,
+            proxy,
+            ssm_endpoint,
             latest: Default::default(),
         })
     }
@@ -107,6 +123,21 @@ impl Aws {
             .region()
             .map(|r| r.to_string())
             .unwrap_or_default()
+    }
+
+    /// The proxies in use.
+    pub fn proxy(&self) -> &ProxyRules {
+        &self.proxy
+    }
+
+    /// The proxy SSM calls go through, if any.
+    fn ssm_proxy(&self) -> Option<Route> {
+        self.proxy.route(&self.ssm_endpoint.parse().ok()?)
+    }
+
+    /// How SSM calls connect: `via http://proxy:3128 (HTTPS_PROXY)`, `direct (…)`.
+    pub fn describe_ssm_proxy(&self) -> String {
+        self.proxy.describe(&self.ssm_endpoint)
     }
 
     /// The SSM client (`--endpoint-url` applied).
@@ -195,7 +226,7 @@ impl Aws {
         let out = call
             .send()
             .await
-            .map_err(|e| sdk_error("StartSession", target, e))?;
+            .map_err(|e| sdk_error("StartSession", target, e, self.ssm_proxy()))?;
         Ok(StartedSession {
             session_id: out
                 .session_id
@@ -251,7 +282,7 @@ impl Aws {
             .config_override(Self::signed_with(creds))
             .send()
             .await
-            .map_err(|e| sdk_error("ResumeSession", session_id, e))?;
+            .map_err(|e| sdk_error("ResumeSession", session_id, e, self.ssm_proxy()))?;
         Ok(out.token_value.filter(|t| !t.is_empty()))
     }
 }
@@ -375,11 +406,37 @@ impl ServiceError {
 }
 
 /// One line for an SDK error, with advice for the common cases.
-fn sdk_error<E, R>(op: &str, subject: &str, e: SdkError<E, R>) -> anyhow::Error
+/// `via` is the proxy the call went through: its refusals are told as such.
+fn sdk_error<E>(
+    op: &str,
+    subject: &str,
+    e: SdkError<E, HttpResponse>,
+    via: Option<Route>,
+) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
+    if let Some(route) = &via {
+        // A proxy's own answer (407, or 401 from some, wanting credentials; 403 by policy; 5xx
+        // failing upstream) is not the service's, which always names its request.
+        if let Some(raw) = e.raw_response() {
+            let code = raw.status().as_u16();
+            let from_proxy = matches!(code, 401 | 403 | 407 | 502..=504)
+                && raw.headers().get("x-amzn-requestid").is_none();
+            if from_proxy {
+                let refusal = crate::http_proxy::connect::refusal(route, code, "", "the request");
+                return anyhow!("{op} failed: {refusal}");
+            }
+        }
+        if matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
+            return anyhow!(
+                "{op} failed: cannot reach the SSM endpoint through the proxy at {} ({}): {}",
+                route.shown,
+                route.source,
+                error_chain(&e)
+            );
+        }
+    }
     match &e {
         SdkError::ServiceError(se) => {
             let err = se.err();
@@ -428,4 +485,37 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
+}
+
+/// The SDK's HTTPS client as aws-smithy-runtime builds its default one (rustls with aws-lc,
+/// the operation's connector settings, the runtime's sleep), with our proxy rules in place of
+/// the environment's: `--proxy` and `rssm demo`'s direct line reach the API calls too.
+fn http_client(proxy: &ProxyRules) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    let proxy = proxy.sdk_config();
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(proxy.clone()));
+        connector.build()
+    })
+}
+
+/// The SSM endpoint the SDK will call, as the SDK picks it: `--endpoint-url`, then
+/// `AWS_ENDPOINT_URL_SSM`, then one endpoint for all services, then the regional default.
+fn ssm_endpoint(opts: &AwsOptions, config: &SdkConfig) -> String {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    opts.endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_SSM"))
+        .or_else(|| config.endpoint_url().map(str::to_owned))
+        .unwrap_or_else(|| {
+            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+            format!("https://ssm.{region}.amazonaws.com")
+        })
 }

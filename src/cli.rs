@@ -47,6 +47,12 @@ pub struct Cli {
           default_value_t = rssm_protocol::pacing::DEFAULT_MAX_RATE)]
     pub max_msg_rate: u32,
 
+    /// HTTP proxy for the AWS API calls and the data channel, as http://[USER:PASS@]HOST:PORT.
+    /// Without it rssm follows HTTPS_PROXY, HTTP_PROXY and ALL_PROXY (wss:// and https:// take
+    /// HTTPS_PROXY); NO_PROXY applies either way.
+    #[arg(long, global = true, value_name = "URL")]
+    pub proxy: Option<String>,
+
     /// When a target name, tag or IP matches several instances, choose one in an interactive
     /// fuzzy picker (on a terminal) instead of failing with the list.
     #[arg(long, global = true)]
@@ -57,14 +63,19 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The AWS connection options.
-    pub fn aws_options(&self) -> AwsOptions {
-        AwsOptions {
+    /// The AWS connection options; fails on a proxy URL rssm cannot use.
+    pub fn aws_options(&self) -> anyhow::Result<AwsOptions> {
+        let proxy = match &self.proxy {
+            Some(url) => Some(crate::http_proxy::ProxyRules::resolve(Some(url))?),
+            None => None,
+        };
+        Ok(AwsOptions {
             profile: self.profile.clone().filter(|p| !p.is_empty()),
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
+            proxy,
             ..AwsOptions::default()
-        }
+        })
     }
 
     /// How sessions run: the alive timeout, pacing and whether status notices show.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod driver;
+pub mod http_proxy;
 pub mod inventory;
 pub mod plugin_args;
 pub mod targets;

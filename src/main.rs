@@ -77,7 +77,7 @@ fn run_plugin(args: Vec<String>) -> ExitCode {
 async fn run(mut cli: Cli) -> anyhow::Result<u8> {
     let config = cli.driver_config();
     // A Name tag, tag:K=V or IP becomes the instance id before any command sees it.
-    let (options, pick) = (cli.aws_options(), cli.pick);
+    let (options, pick) = (cli.aws_options()?, cli.pick);
     if let Some(target) = cli.command.target_mut() {
         if !targets::parse(target)?.is_id() {
             let aws = aws::Aws::load(&options).await?;

@@ -10,6 +10,8 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use futures_util::SinkExt;
 use rssm_protocol::payload::OpenDataChannelInput;
+
+use crate::http_proxy::{self, ProxyRules};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -40,6 +42,8 @@ pub struct ChannelAuth {
     pub credentials: Option<Credentials>,
     /// Region to sign for when the URL's host does not name one (loopback simulators).
     pub region: String,
+    /// Which HTTP proxy, if any, the websocket goes through.
+    pub proxy: ProxyRules,
 }
 
 impl std::fmt::Debug for ChannelAuth {
@@ -49,6 +53,7 @@ impl std::fmt::Debug for ChannelAuth {
             .field("token", &"<redacted>")
             .field("client_id", &self.client_id)
             .field("region", &self.region)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -94,9 +99,19 @@ pub async fn connect(auth: &ChannelAuth) -> Result<Ws> {
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-        .await
-        .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
+    let uri = request.uri().clone();
+    let (ws, _response) = match auth.proxy.route(&uri) {
+        Some(route) => {
+            let host = uri.host().unwrap_or_default();
+            let tls = uri.scheme_str() == Some("wss");
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            tracing::info!("data channel through the proxy at {}", route.shown);
+            let tcp = http_proxy::connect::tunnel(&route, host, port).await?;
+            tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(config), None).await
+        }
+        None => tokio_tungstenite::connect_async_with_config(request, Some(config), true).await,
+    }
+    .map_err(|e| describe_connect_error(&auth.stream_url, e))?;
     Ok(ws)
 }
 
@@ -276,6 +291,7 @@ mod tests {
             let _ = ws.next().await;
         });
         let auth = ChannelAuth {
+            proxy: ProxyRules::direct(),
             stream_url: format!("ws://127.0.0.1:{port}/v1/data-channel/s"),
             token: "t".into(),
             client_id: "c".into(),

@@ -43,6 +43,8 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
             None,
             "rssm-demo",
         )),
+        // The simulator is on this machine's loopback, which no proxy can reach.
+        proxy: Some(crate::http_proxy::ProxyRules::direct()),
     })
     .await?;
     let session = SessionArgs {

@@ -145,6 +145,7 @@ pub async fn open_channel(
         client_id: uuid::Uuid::new_v4().to_string(),
         credentials: Some(aws.current_credentials().await?),
         region: aws.region(),
+        proxy: aws.proxy().clone(),
     };
     let context = driver::DriverContext {
         aws: aws.clone(),

@@ -6,6 +6,7 @@ pub mod ecs_front;
 pub mod forward;
 pub mod sshd;
 pub mod term;
+pub mod tinyproxy;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
