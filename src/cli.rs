@@ -53,6 +53,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub proxy: Option<String>,
 
+    /// Config file with defaults, host aliases and named forwards (default:
+    /// ~/.config/rssm/config.toml, or the platform's config directory; see `rssm help config`).
+    #[arg(long, global = true, value_name = "FILE", env = "RSSM_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// When a target name, tag or IP matches several instances, choose one in an interactive
     /// fuzzy picker (on a terminal) instead of failing with the list.
     #[arg(long, global = true)]
@@ -107,6 +112,16 @@ pub enum Command {
     /// then `curl --socks5-hostname 127.0.0.1:1080 http://intranet.internal/`. Each destination
     /// gets a port-forwarding session of its own, shared by its connections while in use.
     Socks(SocksArgs),
+    /// Bring up the named forwards of the config file (all of them when none are named) in one
+    /// process, with one status display; they re-establish as `forward`'s do
+    /// (`rssm up pg web`).
+    Up(UpArgs),
+    /// The config file: `rssm config check` validates it, `rssm config path` prints where
+    /// rssm looks for it.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Start a local simulator and open a shell on its demo instance: try rssm without AWS.
     Demo(DemoArgs),
     /// List managed nodes with their EC2 Name, state, platform, agent version, ping status and
@@ -150,7 +165,34 @@ pub enum Command {
     },
 }
 
+/// `rssm config …`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ConfigAction {
+    /// Read the config file and report the first problem (file, line, key), or what it holds.
+    Check,
+    /// Print the config file's path (whether or not it exists yet).
+    Path,
+}
+
+/// `rssm up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Forwards to bring up, by their `[forwards.NAME]`; none = every one in the file.
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
 impl Command {
+    /// The target of any command that takes one, where a host alias of the config file may
+    /// stand in for it.
+    pub fn alias_target_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Command::Doctor(a) => Some(&mut a.target),
+            other => other.target_mut(),
+        }
+    }
+
     /// The target argument of commands that take one, for name/tag/IP resolution.
     pub fn target_mut(&mut self) -> Option<&mut String> {
         match self {

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod config;
 pub mod driver;
 pub mod http_proxy;
 pub mod inventory;

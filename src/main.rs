@@ -76,6 +76,22 @@ fn run_plugin(args: Vec<String>) -> ExitCode {
 
 async fn run(mut cli: Cli) -> anyhow::Result<u8> {
     let config = cli.driver_config();
+    // The config file's defaults and host aliases, under the command line's flags. `rssm up`
+    // applies them per forward; `rssm config` reports on the file itself; the drop-in plugin,
+    // the demo and the offline commands read none.
+    let file = match &cli.command {
+        Command::Completions { .. }
+        | Command::SshConfig
+        | Command::Trace { .. }
+        | Command::Demo(_)
+        | Command::Plugin { .. }
+        | Command::InstallPlugin { .. }
+        | Command::Config { .. } => rssm::config::Config::default(),
+        _ => rssm::config::Config::load(cli.config.as_deref())?,
+    };
+    if !matches!(cli.command, Command::Up(_)) {
+        apply_config(&mut cli, &file);
+    }
     // A Name tag, tag:K=V or IP becomes the instance id before any command sees it.
     let (options, pick) = (cli.aws_options()?, cli.pick);
     if let Some(target) = cli.command.target_mut() {
@@ -97,6 +113,8 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Trace { file } => commands::trace::run(file),
+        Command::Config { action } => commands::config::run(cli.config.as_deref(), *action),
+        Command::Up(args) => commands::up::run(&cli, &file, args, config).await,
         Command::Demo(args) => commands::demo::run(&cli, args).await,
         Command::Plugin { args } => {
             // (`rssm -q plugin …`: before this single-threaded runtime has done anything.)
@@ -117,6 +135,24 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         Command::Forward(args) => commands::forward::run(&load().await?, args, config).await,
         Command::Socks(args) => commands::socks::run(&load().await?, args, config).await,
     }
+}
+
+/// Puts the config file's settings into `cli` where its flags left them open, and replaces a
+/// host alias with the target it stands for.
+fn apply_config(cli: &mut Cli, file: &rssm::config::Config) {
+    let flags = rssm::config::Flags {
+        profile: cli.profile.as_deref(),
+        region: cli.region.as_deref(),
+        proxy: cli.proxy.as_deref(),
+    };
+    let target = cli.command.alias_target_mut().map(|t| t.clone());
+    let resolved = file.resolve(flags, target.as_deref(), &rssm::config::env_is_set);
+    if let (Some(slot), Some(target)) = (cli.command.alias_target_mut(), resolved.target) {
+        *slot = target;
+    }
+    cli.profile = resolved.profile;
+    cli.region = resolved.region;
+    cli.proxy = resolved.proxy;
 }
 
 /// Diagnostics go to stderr: warnings by default, -v info, -vv debug for rssm's own crates only

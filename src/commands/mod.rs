@@ -1,6 +1,7 @@
 //! One file per subcommand. Each reads like the user's story: resolve the target, start the
 //! session, run it, turn the outcome into an exit code.
 
+pub mod config;
 pub mod demo;
 pub mod doctor;
 pub mod escape;
@@ -15,6 +16,7 @@ pub mod signals;
 pub mod socks;
 pub mod ssh_config;
 pub mod trace;
+pub mod up;
 
 use std::collections::HashMap;
 

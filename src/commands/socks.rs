@@ -395,6 +395,7 @@ impl Proxy<'_> {
             &self.args.via,
             &self.args.session,
             &spec,
+            None,
             ends,
         );
         for tunnel in tunnels {

@@ -39,11 +39,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::aws::Aws;
-use crate::cli::ForwardArgs;
+use crate::cli::{ForwardArgs, SessionArgs};
 use crate::driver::DriverConfig;
 
 use self::lanes::{LaneState, Lanes};
 use self::source::Source;
+use self::spec::ForwardSpec;
 use self::status::{Console, Counters};
 use self::tunnel::Tunnel;
 use super::signals::Signals;
@@ -54,14 +55,46 @@ pub use self::plugin::run_plugin;
 /// Exit status after a second Ctrl-C (128 + SIGINT, as shells report it).
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
+/// One forward to serve: where, what, and through which account.
+pub struct Planned {
+    /// The API client (profile and region) for this forward's sessions.
+    pub aws: Aws,
+    /// Instance or managed-node id.
+    pub target: String,
+    /// `--document`, `--parameters`, `--reason`.
+    pub session: SessionArgs,
+    /// What to forward.
+    pub spec: ForwardSpec,
+    /// Sessions behind its listener.
+    pub sessions: u16,
+    /// Its name in the config file (`rssm up`), for messages.
+    pub name: Option<String>,
+}
+
 /// Forwards until Ctrl-C (exit 0), or until a forward cannot go on: its first session fails, or
 /// no new session can be started after one was lost (exit 255).
 pub async fn run(aws: &Aws, args: &ForwardArgs, config: DriverConfig) -> Result<u8> {
     check_target(&args.target)?;
-    let specs = spec::from_args(args)?;
-    let mut listeners = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let addr = spec.bind_addr();
+    let plans = spec::from_args(args)?
+        .into_iter()
+        .map(|spec| Planned {
+            aws: aws.clone(),
+            target: args.target.clone(),
+            session: args.session.clone(),
+            spec,
+            sessions: args.sessions,
+            name: None,
+        })
+        .collect();
+    serve(plans, config).await
+}
+
+/// Serves every planned forward in one process, with one status display, until Ctrl-C or one
+/// of them cannot go on (see [`run`]). Every listener is bound before any session starts.
+pub async fn serve(plans: Vec<Planned>, config: DriverConfig) -> Result<u8> {
+    let mut listeners = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let addr = plan.spec.bind_addr();
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -73,8 +106,8 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, config: DriverConfig) -> Result<
     let status_line = console.start_status_line(counters.clone());
     let (stop, stopped) = watch::channel(false);
     let mut forwards = JoinSet::new();
-    let sessions = usize::from(args.sessions);
-    for (spec, listener) in specs.into_iter().zip(listeners) {
+    for (plan, listener) in plans.into_iter().zip(listeners) {
+        let sessions = usize::from(plan.sessions);
         // One session takes connections from the listener itself; several share them through
         // a dispatcher.
         let ends = if sessions == 1 {
@@ -88,7 +121,16 @@ pub async fn run(aws: &Aws, args: &ForwardArgs, config: DriverConfig) -> Result<
             });
             ends
         };
-        for tunnel in Tunnel::for_lanes(aws, config, &args.target, &args.session, &spec, ends) {
+        let tunnels = Tunnel::for_lanes(
+            &plan.aws,
+            config,
+            &plan.target,
+            &plan.session,
+            &plan.spec,
+            plan.name.as_deref(),
+            ends,
+        );
+        for tunnel in tunnels {
             forwards.spawn(tunnel::run(
                 tunnel,
                 console,

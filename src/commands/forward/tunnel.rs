@@ -53,19 +53,50 @@ pub struct Tunnel {
     pub source: Source,
     /// The lane's state, which the dispatcher reads (a forward of its own has one nobody reads).
     pub lane: Arc<LaneState>,
-    /// Which of several sessions behind one listener this is (`session 2 of 4`), for messages.
-    pub label: Option<String>,
+    /// Which forward and which of its sessions this is, for messages.
+    pub label: Label,
+}
+
+/// Which forward a tunnel serves (`rssm up`'s names) and which of several sessions behind one
+/// listener it is (`session 2 of 4`), for messages.
+#[derive(Debug, Clone, Default)]
+pub struct Label {
+    /// The forward's name in the config file.
+    pub name: Option<String>,
+    /// `(i, n)`: session i (from 1) of n, when there are several.
+    pub lane: Option<(usize, usize)>,
+}
+
+impl Label {
+    /// Whether this is the first (or only) session of its forward.
+    fn is_first(&self) -> bool {
+        self.lane.is_none_or(|(i, _)| i == 1)
+    }
+}
+
+impl std::fmt::Display for Label {
+    /// `forward pg, session 1 of 2`; empty when there is nothing to tell.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .name
+            .iter()
+            .map(|n| format!("forward {n}"))
+            .chain(self.lane.map(|(i, n)| format!("session {i} of {n}")))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 impl Tunnel {
     /// One forward per lane (see [`super::lanes`]), all for the same destination, labelled
-    /// `session I of N` when there are several.
+    /// `session I of N` when there are several, and with `name` if it has one.
     pub fn for_lanes(
         aws: &Aws,
         config: DriverConfig,
         target: &str,
         session: &SessionArgs,
         spec: &ForwardSpec,
+        name: Option<&str>,
         lanes: Vec<(Source, Arc<LaneState>)>,
     ) -> Vec<Tunnel> {
         let n = lanes.len();
@@ -80,7 +111,10 @@ impl Tunnel {
                 spec: spec.clone(),
                 source,
                 lane,
-                label: (n > 1).then(|| format!("session {} of {n}", i + 1)),
+                label: Label {
+                    name: name.map(str::to_owned),
+                    lane: (n > 1).then_some((i + 1, n)),
+                },
             })
             .collect()
     }
@@ -227,7 +261,7 @@ struct Starter {
     session: SessionArgs,
     spec: ForwardSpec,
     local: SocketAddr,
-    label: Option<String>,
+    label: Label,
 }
 
 /// Why a session could not be started.
@@ -308,7 +342,8 @@ impl Starter {
         let local = self.local;
         let (target, id) = (&self.target, &conn.started.session_id);
         let mut line = format!("Forwarding {local} -> {} via {target} ({id})", ctx.remote);
-        if let Some(label) = &self.label {
+        let label = self.label.to_string();
+        if !label.is_empty() {
             line.push_str(&format!("; {label}"));
         }
         if let ForwardMode::Basic { agent_version } = mode {
@@ -318,11 +353,7 @@ impl Starter {
         }
         // With LPORT 0 the user cannot do without the chosen port, even with --quiet (one
         // line says it when several sessions share the port).
-        let first = self
-            .label
-            .as_deref()
-            .is_none_or(|l| l.starts_with("session 1 "));
-        if self.spec.local_port == 0 && first {
+        if self.spec.local_port == 0 && self.label.is_first() {
             ctx.console.line(&line);
         } else {
             ctx.console.info(&line);
