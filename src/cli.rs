@@ -11,7 +11,14 @@ use crate::aws::AwsOptions;
 /// TCP port forwarding. Credentials and region come from the usual AWS chain (environment,
 /// profiles, SSO, IMDS).
 #[derive(Debug, Parser)]
-#[command(name = "rssm", version, propagate_version = true)]
+#[command(
+    name = "rssm",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true,
+    after_help = "Help topics: rssm help targets | exit-codes | environment | config",
+    after_long_help = crate::commands::help::TOPIC_HINT
+)]
 pub struct Cli {
     /// More diagnostics on stderr (-v: info, -vv: debug). Tokens and credentials are never shown.
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -152,6 +159,20 @@ pub enum Command {
         /// Replace an existing `session-manager-plugin` there (e.g. the official one).
         #[arg(long)]
         force: bool,
+    },
+    /// Help on a command (`rssm help forward`) or a topic: targets, exit-codes, environment,
+    /// config (`rssm help targets`).
+    Help {
+        /// A topic, or a command (and its subcommand).
+        #[arg(value_name = "TOPIC|COMMAND")]
+        words: Vec<String>,
+    },
+    /// Write man pages (rssm.1 and one per command) into DIR, by default share/man/man1 beside
+    /// rssm's install directory, where man finds them (`rssm manpages`, then `man rssm-up`).
+    Manpages {
+        /// Directory to write the pages into.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
     /// Print shell completions (`rssm completions bash > /etc/bash_completion.d/rssm`).
     Completions {

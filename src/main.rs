@@ -86,7 +86,9 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         | Command::Demo(_)
         | Command::Plugin { .. }
         | Command::InstallPlugin { .. }
-        | Command::Config { .. } => rssm::config::Config::default(),
+        | Command::Config { .. }
+        | Command::Help { .. }
+        | Command::Manpages { .. } => rssm::config::Config::default(),
         _ => rssm::config::Config::load(cli.config.as_deref())?,
     };
     if !matches!(cli.command, Command::Up(_)) {
@@ -113,6 +115,8 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Trace { file } => commands::trace::run(file),
+        Command::Help { words } => commands::help::run(words),
+        Command::Manpages { dir } => commands::help::manpages(dir.as_deref()),
         Command::Config { action } => commands::config::run(cli.config.as_deref(), *action),
         Command::Up(args) => commands::up::run(&cli, &file, args, config).await,
         Command::Demo(args) => commands::demo::run(&cli, args).await,

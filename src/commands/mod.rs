@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod escape;
 pub mod exec;
 pub mod forward;
+pub mod help;
 pub mod install_plugin;
 pub mod list;
 pub mod plugin;
