@@ -1,11 +1,15 @@
-//! The AWS JSON 1.1 API endpoint: SSM, ECS ExecuteCommand and KMS on one URL, dispatched by
-//! `X-Amz-Target`, every call SigV4-verified against the simulator's credentials. EC2 query
-//! requests (a form body, no `X-Amz-Target`) go to `ec2.rs`.
+//! The AWS API endpoint: SSM, ECS ExecuteCommand and KMS (JSON 1.1, dispatched by
+//! `X-Amz-Target`) and EC2, STS and IAM (query protocol: a form body, no `X-Amz-Target`,
+//! dispatched by the service the SigV4 credential scope names) on one URL, every call
+//! SigV4-verified against the simulator's credentials.
 
 mod ec2;
 mod ecs;
+mod iam;
 mod kms;
+mod query;
 mod ssm;
+mod sts;
 
 use crate::sigv4;
 use crate::state::SimState;
@@ -104,9 +108,9 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::from_u64_pair(state.random_u64(), state.random_u64()).to_string();
-    // EC2's query protocol: a form body with no X-Amz-Target, XML back.
+    // The query protocol: a form body with no X-Amz-Target, XML back.
     if !headers.contains_key("x-amz-target") && body.starts_with(b"Action=") {
-        return ec2::handle(&state, &method, &uri, &headers, &body, &request_id);
+        return query_service(&state, &method, &uri, &headers, &body, &request_id);
     }
     let mut resp = match dispatch(&state, &method, &uri, &headers, &body).await {
         Ok(v) => {
@@ -167,9 +171,61 @@ async fn dispatch(
     }
 }
 
+/// One endpoint serves every query service, so the signature's scope says which one was meant
+/// (an SDK scopes its signature to the service it calls); unsigned requests go to EC2, whose
+/// answer says what is missing.
+fn query_service(
+    state: &SimState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Response {
+    let service = sigv4::scope_service(uri, headers).unwrap_or_else(|| "ec2".into());
+    let (xmlns, call): (&str, fn(&SimState, &query::Params, &str) -> Response) =
+        match service.as_str() {
+            "sts" => (sts::XMLNS, sts::call),
+            "iam" => (iam::XMLNS, iam::call),
+            _ => return ec2::handle(state, method, uri, headers, body, request_id),
+        };
+    let mut verified = authenticate(state, &service, method, uri, headers, body);
+    if service == "iam" && matches!(verified, Err(sigv4::AuthError::WrongRegion)) {
+        // IAM is global: SDKs sign it for us-east-1 whatever region they are in.
+        verified = authenticate_in(state, "us-east-1", "iam", method, uri, headers, body);
+    }
+    if let Err(e) = verified {
+        return query::QueryError::from(e).response(xmlns, request_id);
+    }
+    let params = query::params(body);
+    tracing::debug!(%service, action = params.get("Action").map(String::as_str), "API call");
+    call(state, &params, request_id)
+}
+
 /// Checks a request's SigV4 signature for `service` against the simulator's credentials, now.
 pub(crate) fn authenticate(
     state: &SimState,
+    service: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), sigv4::AuthError> {
+    authenticate_in(
+        state,
+        &state.config.region,
+        service,
+        method,
+        uri,
+        headers,
+        body,
+    )
+}
+
+/// [`authenticate`] for a signature scoped to `region`.
+fn authenticate_in(
+    state: &SimState,
+    region: &str,
     service: &str,
     method: &Method,
     uri: &Uri,
@@ -182,10 +238,9 @@ pub(crate) fn authenticate(
         headers,
         body,
     };
-    let config = &state.config;
     sigv4::verify(
         &state.credentials(),
-        &config.region,
+        region,
         service,
         request,
         SystemTime::now(),
