@@ -265,3 +265,88 @@ pub(crate) fn timestamp(t: SystemTime) -> Value {
     let ms = d.as_millis() as f64 / 1000.0;
     serde_json::json!(ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimConfig;
+
+    /// Sends a form body signed for `service` in `region` through the query dispatcher.
+    async fn query(state: &SimState, service: &str, region: &str, body: &str) -> (u16, String) {
+        let url = "http://sim/";
+        let base = [
+            ("host", "sim"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let signed = sigv4::sign_headers(
+            &state.credentials(),
+            region,
+            service,
+            sigv4::ToSign {
+                method: "POST",
+                url,
+                headers: &base,
+                body: body.as_bytes(),
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        for (k, v) in base
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(signed)
+        {
+            headers.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        let uri: Uri = "/".parse().unwrap();
+        let resp = query_service(state, &Method::POST, &uri, &headers, body.as_bytes(), "r-1");
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn query_services_are_picked_by_the_signature_scope() {
+        let config = SimConfig {
+            region: "eu-west-1".into(),
+            ..SimConfig::default()
+        };
+        let state = SimState::new(config, ([127, 0, 0, 1], 0).into());
+        let (status, body) = query(
+            &state,
+            "sts",
+            "eu-west-1",
+            "Action=AssumeRole&Version=2011-06-15",
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.starts_with(&format!("<ErrorResponse xmlns=\"{}\">", sts::XMLNS)),
+            "{body}"
+        );
+        assert!(body.contains("<Code>InvalidAction</Code>"), "{body}");
+        // IAM is global: a signature for us-east-1 is what SDKs send from any region.
+        let list = "Action=ListRolePolicies&Version=2010-05-08&RoleName=rssm-demo-ssm";
+        let (status, body) = query(&state, "iam", "us-east-1", list).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("<ListRolePoliciesResult><PolicyNames></PolicyNames>"),
+            "{body}"
+        );
+        let (status, body) = query(&state, "sts", "us-east-1", "Action=GetCallerIdentity").await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("<Code>SignatureDoesNotMatch</Code>"),
+            "{body}"
+        );
+        let (status, body) = query(&state, "ec2", "eu-west-1", "Action=RunInstances").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("<Code>InvalidAction</Code>"), "{body}");
+    }
+}

@@ -87,17 +87,18 @@ pub(super) fn describe_vpc_attribute(
         )
     })?;
     let attribute = params.get("Attribute").map(String::as_str).unwrap_or("");
-    let value =
-        match attribute {
-            "enableDnsSupport" => vpc.dns_support,
-            "enableDnsHostnames" => vpc.dns_hostnames,
-            _ => return Err(Ec2Error::new(
+    let value = match attribute {
+        "enableDnsSupport" => vpc.dns_support,
+        "enableDnsHostnames" => vpc.dns_hostnames,
+        _ => {
+            return Err(Ec2Error::new(
                 "InvalidParameterValue",
                 format!(
                     "Value ({attribute}) for parameter attribute is invalid. Unknown attribute."
                 ),
-            )),
-        };
+            ))
+        }
+    };
     Ok(format!(
         "{}<{attribute}><value>{value}</value></{attribute}>",
         el("vpcId", &vpc.id)
