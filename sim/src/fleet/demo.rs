@@ -42,8 +42,8 @@ const NO_ROUTE_SG: &str = "sg-0a1b2c3d4e5f60030";
 impl Default for Fleet {
     /// `i-0123456789abcdef0` (Name `demo`, online), `i-0fedcba9876543210` (`offline`: its agent
     /// stopped), `mi-0123456789abcdef0` (on-premises), one ECS task container, and the broken
-    /// instances `no-role`, `no-endpoint`, `no-443` and `no-route` (all ConnectionLost, as an
-    /// agent that can no longer reach the service shows).
+    /// instances `no-role` (never registered), `no-endpoint`, `no-443` and `no-route`
+    /// (ConnectionLost, as an agent that can no longer reach the service shows).
     fn default() -> Fleet {
         let mut demo = Target::new("i-0123456789abcdef0");
         demo.tags.insert("Name".into(), "demo".into());
@@ -77,7 +77,9 @@ impl Default for Fleet {
             APP_SUBNET,
             APP_SG,
         );
-        no_role.instance_profile = None;
+        no_role.instance_profile.clear();
+        // Without a role the agent cannot even register.
+        no_role.registered = false;
         Fleet {
             targets: vec![
                 demo,

@@ -79,6 +79,10 @@ pub struct Target {
     /// Agent reachability.
     #[serde(default)]
     pub ping_status: PingStatus,
+    /// False when the agent never reached SSM (no instance role, no path to the service):
+    /// DescribeInstanceInformation does not list the node at all, whatever `ping_status` says.
+    #[serde(default = "registered")]
+    pub registered: bool,
     /// Reported agent version; also the `AgentVersion` in handshakes.
     #[serde(default = "default_agent_version")]
     pub agent_version: String,
@@ -112,11 +116,15 @@ pub struct Target {
     /// The EC2 instance's security groups.
     #[serde(default = "default_security_groups")]
     pub security_groups: Vec<String>,
-    /// The attached instance profile, from [`Fleet::iam`]; `""` (or JSON `null`) for none.
+    /// The attached instance profile's name, from [`Fleet::iam`]; `""` for none (a plain
+    /// string, so that "none" survives a file that leaves the field out for the default).
     #[serde(default = "default_profile")]
-    pub instance_profile: Option<String>,
+    pub instance_profile: String,
 }
 
+fn registered() -> bool {
+    true
+}
 fn default_agent_version() -> String {
     "3.3.1802.0".to_owned()
 }
@@ -141,8 +149,8 @@ fn default_subnet() -> String {
 fn default_security_groups() -> Vec<String> {
     vec![demo::APP_SG.to_owned()]
 }
-fn default_profile() -> Option<String> {
-    Some(demo::PROFILE.to_owned())
+fn default_profile() -> String {
+    demo::PROFILE.to_owned()
 }
 
 /// What kind of resource a target id names.
@@ -162,6 +170,7 @@ impl Target {
         Target {
             id: id.into(),
             ping_status: PingStatus::Online,
+            registered: true,
             agent_version: default_agent_version(),
             platform_type: default_platform_type(),
             platform_name: default_platform_name(),
@@ -195,12 +204,12 @@ impl Target {
 
     /// The attached instance profile's name, if any.
     pub fn profile(&self) -> Option<&str> {
-        self.instance_profile.as_deref().filter(|p| !p.is_empty())
+        Some(self.instance_profile.as_str()).filter(|p| !p.is_empty())
     }
 
     /// True when sessions can be started.
     pub fn is_online(&self) -> bool {
-        self.ping_status == PingStatus::Online
+        self.registered && self.ping_status == PingStatus::Online
     }
 
     /// For ECS targets `ecs:<cluster>_<taskId>_<runtimeId>`: (cluster, task id, runtime id).
@@ -327,6 +336,16 @@ mod tests {
                 .map(|t| &t.id),
             Some(&ecs.id)
         );
+    }
+
+    #[test]
+    fn the_default_fleet_round_trips_through_toml() {
+        let f = Fleet::default();
+        let text = toml::to_string(&f).unwrap();
+        assert!(text.contains("[[network.route_table.route]]"), "{text}");
+        let back: Fleet = toml::from_str(&text).unwrap();
+        assert_eq!(back, f);
+        back.check().unwrap();
     }
 
     #[test]
