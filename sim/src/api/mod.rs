@@ -171,6 +171,9 @@ async fn dispatch(
     }
 }
 
+/// A query service's handler of one verified request.
+type QueryCall = fn(&SimState, &query::Params, &str) -> Response;
+
 /// One endpoint serves every query service, so the signature's scope says which one was meant
 /// (an SDK scopes its signature to the service it calls); unsigned requests go to EC2, whose
 /// answer says what is missing.
@@ -183,12 +186,11 @@ fn query_service(
     request_id: &str,
 ) -> Response {
     let service = sigv4::scope_service(uri, headers).unwrap_or_else(|| "ec2".into());
-    let (xmlns, call): (&str, fn(&SimState, &query::Params, &str) -> Response) =
-        match service.as_str() {
-            "sts" => (sts::XMLNS, sts::call),
-            "iam" => (iam::XMLNS, iam::call),
-            _ => return ec2::handle(state, method, uri, headers, body, request_id),
-        };
+    let (xmlns, call): (&str, QueryCall) = match service.as_str() {
+        "sts" => (sts::XMLNS, sts::call),
+        "iam" => (iam::XMLNS, iam::call),
+        _ => return ec2::handle(state, method, uri, headers, body, request_id),
+    };
     let mut verified = authenticate(state, &service, method, uri, headers, body);
     if service == "iam" && matches!(verified, Err(sigv4::AuthError::WrongRegion)) {
         // IAM is global: SDKs sign it for us-east-1 whatever region they are in.
