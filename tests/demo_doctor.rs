@@ -129,6 +129,11 @@ fn demo_doctor_walks_the_fleet_and_names_each_failure_and_its_fix() {
     );
     r.fails(NO_ENDPOINT, "route", "--destination-cidr-block 0.0.0.0/0");
     assert_eq!(r.row(NO_ENDPOINT, "endpoint ssm")["verdict"], "ok");
+    // Its endpoints' security group admits the instance through a prefix list.
+    let ingress = r.row(NO_ENDPOINT, "endpoint SG ingress");
+    assert_eq!(ingress["verdict"], "ok", "{ingress:#}");
+    let evidence = ingress["evidence"].as_str().unwrap_or("");
+    assert!(evidence.contains("from pl-0a1b2c3d4e5f60020"), "{evidence}");
 
     r.fails(
         NO_443,

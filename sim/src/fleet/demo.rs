@@ -33,6 +33,7 @@ const NO_ENDPOINT_SUBNET: &str = "subnet-0a1b2c3d4e5f60020";
 const NO_ENDPOINT_ENDPOINT_SUBNET: &str = "subnet-0a1b2c3d4e5f60021";
 const NO_ENDPOINT_SG: &str = "sg-0a1b2c3d4e5f60020";
 const NO_ENDPOINT_ENDPOINT_SG: &str = "sg-0a1b2c3d4e5f60021";
+const APP_SUBNETS: &str = "pl-0a1b2c3d4e5f60020";
 
 const NO_ROUTE_VPC: &str = "vpc-0a1b2c3d4e5f60003";
 const NO_ROUTE_PUBLIC_SUBNET: &str = "subnet-0a1b2c3d4e5f60030";
@@ -192,6 +193,7 @@ fn default_group(id: &str, vpc_id: &str) -> SecurityGroup {
         to_port: None,
         cidrs: Vec::new(),
         groups: vec![id.into()],
+        prefix_lists: Vec::new(),
     };
     group(
         id,
@@ -324,11 +326,19 @@ pub fn network() -> Network {
                 vec![SgRule::tcp(5432, "10.0.0.0/16")],
             ),
             default_group(NO_ENDPOINT_SG, NO_ENDPOINT_VPC),
+            // HTTPS in from the application subnets, named by a prefix list.
             group(
                 NO_ENDPOINT_ENDPOINT_SG,
                 NO_ENDPOINT_VPC,
                 "rssm-demo-endpoints",
-                vec![SgRule::tcp(443, "10.1.0.0/16")],
+                vec![SgRule {
+                    protocol: "tcp".into(),
+                    from_port: Some(443),
+                    to_port: Some(443),
+                    cidrs: Vec::new(),
+                    groups: Vec::new(),
+                    prefix_lists: vec![APP_SUBNETS.into()],
+                }],
                 vec![SgRule::all("0.0.0.0/0")],
             ),
             default_group(NO_ROUTE_SG, NO_ROUTE_VPC),
@@ -338,5 +348,10 @@ pub fn network() -> Network {
             NetworkAcl::allow_all("acl-0a1b2c3d4e5f60020", NO_ENDPOINT_VPC),
             NetworkAcl::allow_all("acl-0a1b2c3d4e5f60030", NO_ROUTE_VPC),
         ],
+        prefix_lists: vec![PrefixList {
+            id: APP_SUBNETS.into(),
+            name: "rssm-demo-app-subnets".into(),
+            cidrs: vec!["10.1.0.0/24".into()],
+        }],
     }
 }

@@ -27,6 +27,21 @@ pub struct Network {
     /// Network ACLs.
     #[serde(default, rename = "network_acl")]
     pub network_acls: Vec<NetworkAcl>,
+    /// Customer-managed prefix lists, which security group rules may name.
+    #[serde(default, rename = "prefix_list")]
+    pub prefix_lists: Vec<PrefixList>,
+}
+
+/// A managed prefix list: a named set of CIDRs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixList {
+    /// `pl-…`.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its entries.
+    pub cidrs: Vec<String>,
 }
 
 /// A VPC and the two DNS attributes endpoint private DNS needs.
@@ -158,6 +173,9 @@ pub struct SgRule {
     /// Referenced security groups.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Referenced prefix lists.
+    #[serde(default)]
+    pub prefix_lists: Vec<String>,
 }
 
 impl SgRule {
@@ -169,6 +187,7 @@ impl SgRule {
             to_port: None,
             cidrs: vec![cidr.into()],
             groups: Vec::new(),
+            prefix_lists: Vec::new(),
         }
     }
 
@@ -180,6 +199,7 @@ impl SgRule {
             to_port: Some(port),
             cidrs: vec![cidr.into()],
             groups: Vec::new(),
+            prefix_lists: Vec::new(),
         }
     }
 }
@@ -258,6 +278,11 @@ impl Network {
     /// The VPC with this id.
     pub fn vpc(&self, id: &str) -> Option<&Vpc> {
         self.vpcs.iter().find(|v| v.id == id)
+    }
+
+    /// The prefix list with this id.
+    pub fn prefix_list(&self, id: &str) -> Option<&PrefixList> {
+        self.prefix_lists.iter().find(|l| l.id == id)
     }
 
     /// The security group with this id.

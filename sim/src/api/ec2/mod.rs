@@ -68,6 +68,7 @@ pub(super) fn handle(
         "DescribeVpcEndpoints" => vpc::describe_vpc_endpoints(state, &params),
         "DescribeSecurityGroups" => vpc::describe_security_groups(state, &params),
         "DescribeNetworkAcls" => vpc::describe_network_acls(state, &params),
+        "GetManagedPrefixListEntries" => vpc::get_managed_prefix_list_entries(state, &params),
         _ => Err(Ec2Error::new(
             "InvalidAction",
             format!("The action {action} is not valid for this web service."),

@@ -1,6 +1,7 @@
 //! The VPC describe calls of the EC2 API reference that `rssm doctor` makes, from
 //! [`crate::fleet::Network`]: `DescribeVpcAttribute`, `DescribeSubnets`, `DescribeRouteTables`,
-//! `DescribeVpcEndpoints`, `DescribeSecurityGroups`, `DescribeNetworkAcls`. Each takes its ids
+//! `DescribeVpcEndpoints`, `DescribeSecurityGroups`, `DescribeNetworkAcls`, and
+//! `GetManagedPrefixListEntries` for the prefix lists security group rules name. Each takes its ids
 //! (`SubnetId.N`, …) and `Filter.N` like EC2: an unknown id or filter name is an error, a filter
 //! value may hold `*` and `?`.
 
@@ -290,7 +291,7 @@ fn permission(r: &SgRule, account: &str) -> String {
         _ => String::new(),
     };
     format!(
-        "{}{ports}{}{}<ipv6Ranges/><prefixListIds/>",
+        "{}{ports}{}{}<ipv6Ranges/>{}",
         el("ipProtocol", &r.protocol),
         items("groups", &r.groups, |g| format!(
             "{}{}",
@@ -298,7 +299,23 @@ fn permission(r: &SgRule, account: &str) -> String {
             el("groupId", g)
         )),
         items("ipRanges", &r.cidrs, |c| el("cidrIp", c)),
+        items("prefixListIds", &r.prefix_lists, |l| el("prefixListId", l)),
     )
+}
+
+/// `GetManagedPrefixListEntries`: one list's CIDRs.
+pub(super) fn get_managed_prefix_list_entries(
+    state: &SimState,
+    params: &Params,
+) -> Result<String, Ec2Error> {
+    let id = params.get("PrefixListId").map(String::as_str).unwrap_or("");
+    let list = state.config.fleet.network.prefix_list(id).ok_or_else(|| {
+        Ec2Error::new(
+            "InvalidPrefixListID.NotFound",
+            format!("The prefix list ID '{id}' does not exist"),
+        )
+    })?;
+    Ok(items("entrySet", &list.cidrs, |c| el("cidr", c)))
 }
 
 /// `DescribeSecurityGroups`.
