@@ -356,8 +356,25 @@ pub struct SocksArgs {
 
 /// `rssm demo`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct DemoArgs {
     /// Run this command on the demo instance instead of opening an interactive shell.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    #[command(subcommand)]
+    pub doctor: Option<DemoDoctor>,
+}
+
+/// `rssm demo doctor`.
+#[derive(Debug, Subcommand)]
+pub enum DemoDoctor {
+    /// Run `rssm doctor` on the simulator's instances: `demo` passes every check, and each of
+    /// `offline`, `no-role`, `no-endpoint`, `no-443` and `no-route` fails the checks its name says.
+    Doctor {
+        /// One instance (id or Name tag); every instance of the demo fleet when omitted.
+        target: Option<String>,
+        /// `table` for people, `json` for tools (an array when walking the whole fleet).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use aws_credential_types::Credentials;
 
 use crate::aws::{Aws, AwsOptions};
-use crate::cli::{Cli, DemoArgs, ExecArgs, SessionArgs, ShellArgs};
+use crate::cli::{Cli, DemoArgs, DemoDoctor, ExecArgs, SessionArgs, ShellArgs};
 
 /// The simulator's demo instance (Name tag `demo`).
 const DEMO_TARGET: &str = "i-0123456789abcdef0";
@@ -52,7 +52,9 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         parameters: Vec::new(),
         reason: Some("rssm demo".into()),
     };
-    let code = if args.command.is_empty() {
+    let code = if let Some(DemoDoctor::Doctor { target, output }) = &args.doctor {
+        super::doctor::demo(&aws, &sim, target.as_deref(), *output).await
+    } else if args.command.is_empty() {
         if !cli.quiet {
             eprintln!("rssm demo: opening a shell; type `exit` to leave.");
         }

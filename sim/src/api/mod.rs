@@ -1,11 +1,15 @@
-//! The AWS JSON 1.1 API endpoint: SSM, ECS ExecuteCommand and KMS on one URL, dispatched by
-//! `X-Amz-Target`, every call SigV4-verified against the simulator's credentials. EC2 query
-//! requests (a form body, no `X-Amz-Target`) go to `ec2.rs`.
+//! The AWS API endpoint: SSM, ECS ExecuteCommand and KMS (JSON 1.1, dispatched by
+//! `X-Amz-Target`) and EC2, STS and IAM (query protocol: a form body, no `X-Amz-Target`,
+//! dispatched by the service the SigV4 credential scope names) on one URL, every call
+//! SigV4-verified against the simulator's credentials.
 
 mod ec2;
 mod ecs;
+mod iam;
 mod kms;
+mod query;
 mod ssm;
+mod sts;
 
 use crate::sigv4;
 use crate::state::SimState;
@@ -104,9 +108,9 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::from_u64_pair(state.random_u64(), state.random_u64()).to_string();
-    // EC2's query protocol: a form body with no X-Amz-Target, XML back.
+    // The query protocol: a form body with no X-Amz-Target, XML back.
     if !headers.contains_key("x-amz-target") && body.starts_with(b"Action=") {
-        return ec2::handle(&state, &method, &uri, &headers, &body, &request_id);
+        return query_service(&state, &method, &uri, &headers, &body, &request_id);
     }
     let mut resp = match dispatch(&state, &method, &uri, &headers, &body).await {
         Ok(v) => {
@@ -167,9 +171,63 @@ async fn dispatch(
     }
 }
 
+/// A query service's handler of one verified request.
+type QueryCall = fn(&SimState, &query::Params, &str) -> Response;
+
+/// One endpoint serves every query service, so the signature's scope says which one was meant
+/// (an SDK scopes its signature to the service it calls); unsigned requests go to EC2, whose
+/// answer says what is missing.
+fn query_service(
+    state: &SimState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Response {
+    let service = sigv4::scope_service(uri, headers).unwrap_or_else(|| "ec2".into());
+    let (xmlns, call): (&str, QueryCall) = match service.as_str() {
+        "sts" => (sts::XMLNS, sts::call),
+        "iam" => (iam::XMLNS, iam::call),
+        _ => return ec2::handle(state, method, uri, headers, body, request_id),
+    };
+    let mut verified = authenticate(state, &service, method, uri, headers, body);
+    if service == "iam" && matches!(verified, Err(sigv4::AuthError::WrongRegion)) {
+        // IAM is global: SDKs sign it for us-east-1 whatever region they are in.
+        verified = authenticate_in(state, "us-east-1", "iam", method, uri, headers, body);
+    }
+    if let Err(e) = verified {
+        return query::QueryError::from(e).response(xmlns, request_id);
+    }
+    let params = query::params(body);
+    tracing::debug!(%service, action = params.get("Action").map(String::as_str), "API call");
+    call(state, &params, request_id)
+}
+
 /// Checks a request's SigV4 signature for `service` against the simulator's credentials, now.
 pub(crate) fn authenticate(
     state: &SimState,
+    service: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), sigv4::AuthError> {
+    authenticate_in(
+        state,
+        &state.config.region,
+        service,
+        method,
+        uri,
+        headers,
+        body,
+    )
+}
+
+/// [`authenticate`] for a signature scoped to `region`.
+fn authenticate_in(
+    state: &SimState,
+    region: &str,
     service: &str,
     method: &Method,
     uri: &Uri,
@@ -182,10 +240,9 @@ pub(crate) fn authenticate(
         headers,
         body,
     };
-    let config = &state.config;
     sigv4::verify(
         &state.credentials(),
-        &config.region,
+        region,
         service,
         request,
         SystemTime::now(),
@@ -209,4 +266,89 @@ pub(crate) fn timestamp(t: SystemTime) -> Value {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let ms = d.as_millis() as f64 / 1000.0;
     serde_json::json!(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimConfig;
+
+    /// Sends a form body signed for `service` in `region` through the query dispatcher.
+    async fn query(state: &SimState, service: &str, region: &str, body: &str) -> (u16, String) {
+        let url = "http://sim/";
+        let base = [
+            ("host", "sim"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let signed = sigv4::sign_headers(
+            &state.credentials(),
+            region,
+            service,
+            sigv4::ToSign {
+                method: "POST",
+                url,
+                headers: &base,
+                body: body.as_bytes(),
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        for (k, v) in base
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(signed)
+        {
+            headers.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        let uri: Uri = "/".parse().unwrap();
+        let resp = query_service(state, &Method::POST, &uri, &headers, body.as_bytes(), "r-1");
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn query_services_are_picked_by_the_signature_scope() {
+        let config = SimConfig {
+            region: "eu-west-1".into(),
+            ..SimConfig::default()
+        };
+        let state = SimState::new(config, ([127, 0, 0, 1], 0).into());
+        let (status, body) = query(
+            &state,
+            "sts",
+            "eu-west-1",
+            "Action=AssumeRole&Version=2011-06-15",
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.starts_with(&format!("<ErrorResponse xmlns=\"{}\">", sts::XMLNS)),
+            "{body}"
+        );
+        assert!(body.contains("<Code>InvalidAction</Code>"), "{body}");
+        // IAM is global: a signature for us-east-1 is what SDKs send from any region.
+        let list = "Action=ListRolePolicies&Version=2010-05-08&RoleName=rssm-demo-ssm";
+        let (status, body) = query(&state, "iam", "us-east-1", list).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("<ListRolePoliciesResult><PolicyNames></PolicyNames>"),
+            "{body}"
+        );
+        let (status, body) = query(&state, "sts", "us-east-1", "Action=GetCallerIdentity").await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("<Code>SignatureDoesNotMatch</Code>"),
+            "{body}"
+        );
+        let (status, body) = query(&state, "ec2", "eu-west-1", "Action=RunInstances").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("<Code>InvalidAction</Code>"), "{body}");
+    }
 }

@@ -314,8 +314,8 @@ fn describe_instance_information(
     let list: Vec<&Target> = fleet
         .targets
         .iter()
-        // ECS task containers are not managed instances.
-        .filter(|t| t.kind() != ResourceKind::EcsTask)
+        // ECS task containers are not managed instances; unregistered nodes are unknown to SSM.
+        .filter(|t| t.kind() != ResourceKind::EcsTask && t.registered)
         .filter(|t| {
             input
                 .instance_information_filter_list

@@ -358,6 +358,12 @@ fn parse(uri: &Uri, headers: &HeaderMap) -> Result<Parsed, AuthError> {
     })
 }
 
+/// The service a request's credential scope names (`ssm`, `ec2`, `sts`, `iam`, …), without
+/// verifying anything: for endpoints that serve several services and must pick one first.
+pub fn scope_service(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    parse(uri, headers).ok().map(|p| p.service)
+}
+
 /// `AKID/20261125/us-east-1/ssm/aws4_request` → (key, region, service).
 fn parse_credential(c: &str) -> Option<(String, String, String)> {
     let mut it = c.split('/');

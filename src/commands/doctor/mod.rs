@@ -3,6 +3,7 @@
 //! pure functions) → print one row per check (`report.rs`). Exit status 1 when a check fails.
 
 mod checks;
+mod demo;
 mod facts;
 mod fetch;
 mod report;
@@ -11,6 +12,8 @@ use anyhow::Result;
 
 use crate::aws::Aws;
 use crate::cli::DoctorArgs;
+
+pub use demo::run as demo;
 
 /// Runs `rssm doctor`.
 pub async fn run(

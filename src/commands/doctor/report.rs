@@ -13,14 +13,7 @@ use crate::commands::list::print_out;
 /// Prints the report on stdout.
 pub fn print(facts: &Facts, rows: &[Check], output: OutputFormat) -> Result<()> {
     match output {
-        OutputFormat::Json => {
-            let doc = serde_json::json!({
-                "target": facts.target,
-                "region": facts.region,
-                "checks": rows,
-            });
-            print_out(&serde_json::to_string_pretty(&doc)?)?;
-        }
+        OutputFormat::Json => print_out(&serde_json::to_string_pretty(&json(facts, rows))?)?,
         OutputFormat::Table => {
             let failed = rows.iter().filter(|r| r.verdict == Verdict::Fail).count();
             let summary = if failed == 0 {
@@ -33,6 +26,15 @@ pub fn print(facts: &Facts, rows: &[Check], output: OutputFormat) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// The JSON document: target, region, and the rows.
+pub fn json(facts: &Facts, rows: &[Check]) -> serde_json::Value {
+    serde_json::json!({
+        "target": facts.target,
+        "region": facts.region,
+        "checks": rows,
+    })
 }
 
 /// The table; `colour` on a terminal only.

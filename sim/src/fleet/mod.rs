@@ -4,6 +4,13 @@
 //! `DescribeInstanceInformation` returns for a real managed node, so tools that list instances see
 //! a believable fleet.
 
+mod demo;
+pub mod iam;
+pub mod network;
+
+pub use iam::Iam;
+pub use network::Network;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +35,16 @@ pub enum FleetError {
     /// Two targets share an id.
     #[error("duplicate target id {0}")]
     Duplicate(String),
+    /// A target names a subnet, security group or instance profile the fleet does not have.
+    #[error("target {target}: no {what} {id} in the fleet")]
+    Dangling {
+        /// The target.
+        target: String,
+        /// `subnet`, `security group`, `instance profile`.
+        what: &'static str,
+        /// The missing id.
+        id: String,
+    },
 }
 
 /// Agent reachability, as `PingStatus` in `DescribeInstanceInformation`.
@@ -62,6 +79,10 @@ pub struct Target {
     /// Agent reachability.
     #[serde(default)]
     pub ping_status: PingStatus,
+    /// False when the agent never reached SSM (no instance role, no path to the service):
+    /// DescribeInstanceInformation does not list the node at all, whatever `ping_status` says.
+    #[serde(default = "registered")]
+    pub registered: bool,
     /// Reported agent version; also the `AgentVersion` in handshakes.
     #[serde(default = "default_agent_version")]
     pub agent_version: String,
@@ -89,8 +110,21 @@ pub struct Target {
     /// EC2 instance state shown by DescribeInstances (`running`, `stopped`, …).
     #[serde(default = "default_state")]
     pub state: String,
+    /// The EC2 instance's subnet (its VPC follows), from [`Fleet::network`].
+    #[serde(default = "default_subnet")]
+    pub subnet_id: String,
+    /// The EC2 instance's security groups.
+    #[serde(default = "default_security_groups")]
+    pub security_groups: Vec<String>,
+    /// The attached instance profile's name, from [`Fleet::iam`]; `""` for none (a plain
+    /// string, so that "none" survives a file that leaves the field out for the default).
+    #[serde(default = "default_profile")]
+    pub instance_profile: String,
 }
 
+fn registered() -> bool {
+    true
+}
 fn default_agent_version() -> String {
     "3.3.1802.0".to_owned()
 }
@@ -108,6 +142,15 @@ fn default_state() -> String {
 }
 fn default_ip() -> String {
     "10.0.0.10".to_owned()
+}
+fn default_subnet() -> String {
+    demo::APP_SUBNET.to_owned()
+}
+fn default_security_groups() -> Vec<String> {
+    vec![demo::APP_SG.to_owned()]
+}
+fn default_profile() -> String {
+    demo::PROFILE.to_owned()
 }
 
 /// What kind of resource a target id names.
@@ -127,6 +170,7 @@ impl Target {
         Target {
             id: id.into(),
             ping_status: PingStatus::Online,
+            registered: true,
             agent_version: default_agent_version(),
             platform_type: default_platform_type(),
             platform_name: default_platform_name(),
@@ -136,6 +180,9 @@ impl Target {
             tags: BTreeMap::new(),
             deny_sessions: false,
             state: default_state(),
+            subnet_id: default_subnet(),
+            security_groups: default_security_groups(),
+            instance_profile: default_profile(),
         }
     }
 
@@ -155,9 +202,14 @@ impl Target {
         self.tags.get("Name").map(String::as_str)
     }
 
+    /// The attached instance profile's name, if any.
+    pub fn profile(&self) -> Option<&str> {
+        Some(self.instance_profile.as_str()).filter(|p| !p.is_empty())
+    }
+
     /// True when sessions can be started.
     pub fn is_online(&self) -> bool {
-        self.ping_status == PingStatus::Online
+        self.registered && self.ping_status == PingStatus::Online
     }
 
     /// For ECS targets `ecs:<cluster>_<taskId>_<runtimeId>`: (cluster, task id, runtime id).
@@ -175,32 +227,12 @@ pub struct Fleet {
     /// All targets, in listing order.
     #[serde(rename = "target", alias = "targets", default)]
     pub targets: Vec<Target>,
-}
-
-impl Default for Fleet {
-    /// `i-0123456789abcdef0` (Name `demo`, online), `i-0fedcba9876543210` (offline),
-    /// `mi-0123456789abcdef0` (on-premises) and one ECS task container.
-    fn default() -> Fleet {
-        let mut demo = Target::new("i-0123456789abcdef0");
-        demo.tags.insert("Name".into(), "demo".into());
-        demo.computer_name = Some("ip-10-0-0-10.ec2.internal".into());
-        let mut offline = Target::new("i-0fedcba9876543210");
-        offline.tags.insert("Name".into(), "offline".into());
-        offline.ping_status = PingStatus::ConnectionLost;
-        offline.ip_address = "10.0.0.11".into();
-        let mut onprem = Target::new("mi-0123456789abcdef0");
-        onprem.platform_name = "Ubuntu".into();
-        onprem.platform_version = "24.04".into();
-        onprem.ip_address = "192.168.1.20".into();
-        onprem.computer_name = Some("build-box".into());
-        onprem.tags.insert("Name".into(), "build-box".into());
-        let mut ecs = Target::new("ecs:demo-cluster_0123456789abcdef0123456789abcdef_0123456789abcdef0123456789abcdef-1234567890");
-        ecs.ip_address = "10.0.1.5".into();
-        ecs.tags.insert("Name".into(), "web".into());
-        Fleet {
-            targets: vec![demo, offline, onprem, ecs],
-        }
-    }
+    /// The VPCs the EC2 instances live in (the demo's when the file has none).
+    #[serde(default = "demo::network")]
+    pub network: Network,
+    /// Instance profiles and roles (the demo's when the file has none).
+    #[serde(default = "demo::iam")]
+    pub iam: Iam,
 }
 
 impl Fleet {
@@ -223,12 +255,34 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Rejects duplicate ids.
+    /// Rejects duplicate ids, and EC2 instances naming a subnet, security group or instance
+    /// profile the fleet does not have.
     pub fn check(&self) -> Result<(), FleetError> {
         let mut seen = std::collections::HashSet::new();
         for t in &self.targets {
             if !seen.insert(t.id.as_str()) {
                 return Err(FleetError::Duplicate(t.id.clone()));
+            }
+            if t.kind() != ResourceKind::Ec2Instance {
+                continue;
+            }
+            let dangling = |what, id: &str| FleetError::Dangling {
+                target: t.id.clone(),
+                what,
+                id: id.to_owned(),
+            };
+            if self.network.subnet(&t.subnet_id).is_none() {
+                return Err(dangling("subnet", &t.subnet_id));
+            }
+            if let Some(g) = t
+                .security_groups
+                .iter()
+                .find(|g| self.network.security_group(g).is_none())
+            {
+                return Err(dangling("security group", g));
+            }
+            if let Some(p) = t.profile().filter(|p| self.iam.profile(p).is_none()) {
+                return Err(dangling("instance profile", p));
             }
         }
         Ok(())
@@ -262,6 +316,11 @@ mod tests {
         assert_eq!(demo.name(), Some("demo"));
         assert!(demo.is_online());
         assert!(f.targets.iter().any(|t| !t.is_online()));
+        assert_eq!(demo.profile(), Some(demo::PROFILE));
+        for broken in ["no-role", "no-endpoint", "no-443", "no-route"] {
+            let t = f.targets.iter().find(|t| t.name() == Some(broken)).unwrap();
+            assert!(!t.is_online(), "{broken}");
+        }
         assert!(f
             .targets
             .iter()
@@ -280,6 +339,16 @@ mod tests {
     }
 
     #[test]
+    fn the_default_fleet_round_trips_through_toml() {
+        let f = Fleet::default();
+        let text = toml::to_string(&f).unwrap();
+        assert!(text.contains("[[network.route_table.route]]"), "{text}");
+        let back: Fleet = toml::from_str(&text).unwrap();
+        assert_eq!(back, f);
+        back.check().unwrap();
+    }
+
+    #[test]
     fn parses_toml_and_json_fleets() {
         let dir = std::env::temp_dir().join(format!("rssm-sim-fleet-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -292,6 +361,22 @@ mod tests {
         let f = Fleet::load(&toml_path).unwrap();
         assert_eq!(f.targets[0].ping_status, PingStatus::ConnectionLost);
         assert_eq!(f.targets[0].name(), Some("x"));
+        assert_eq!(f.network, demo::network());
+        std::fs::write(
+            &toml_path,
+            "[[target]]\nid = \"i-1\"\ninstance_profile = \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(Fleet::load(&toml_path).unwrap().targets[0].profile(), None);
+        std::fs::write(
+            &toml_path,
+            "[[target]]\nid = \"i-1\"\nsubnet_id = \"subnet-x\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Fleet::load(&toml_path),
+            Err(FleetError::Dangling { what: "subnet", .. })
+        ));
         let json_path = dir.join("fleet.json");
         std::fs::write(&json_path, r#"{"targets":[{"id":"mi-2"},{"id":"mi-2"}]}"#).unwrap();
         assert!(matches!(
