@@ -83,8 +83,8 @@ impl Aws {
             Some(rules) => rules.clone(),
             None => ProxyRules::resolve(None)?,
         };
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(&proxy));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(crate::http_proxy::sdk::http_client(&proxy));
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
@@ -406,7 +406,8 @@ impl ServiceError {
 }
 
 /// One line for an SDK error, with advice for the common cases.
-/// `via` is the proxy the call went through: its refusals are told as such.
+/// `via` is the proxy the call went through: its refusals are told as such (failures to connect
+/// through it name it already, see [`crate::http_proxy::sdk`]).
 fn sdk_error<E>(
     op: &str,
     subject: &str,
@@ -427,14 +428,6 @@ where
                 let refusal = crate::http_proxy::connect::refusal(route, code, "", "the request");
                 return anyhow!("{op} failed: {refusal}");
             }
-        }
-        if matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
-            return anyhow!(
-                "{op} failed: cannot reach the SSM endpoint through the proxy at {} ({}): {}",
-                route.shown,
-                route.source,
-                error_chain(&e)
-            );
         }
     }
     match &e {
@@ -485,25 +478,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
-}
-
-/// The SDK's HTTPS client as aws-smithy-runtime builds its default one (rustls with aws-lc,
-/// the operation's connector settings, the runtime's sleep), with our proxy rules in place of
-/// the environment's: `--proxy` and `rssm demo`'s direct line reach the API calls too.
-fn http_client(proxy: &ProxyRules) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    use aws_smithy_http_client::{Builder, ConnectorBuilder};
-    let proxy = proxy.sdk_config();
-    Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut connector =
-            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
-        connector.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            connector.set_sleep_impl(components.sleep_impl());
-        }
-        connector.set_proxy_config(Some(proxy.clone()));
-        connector.build()
-    })
 }
 
 /// The SSM endpoint the SDK will call, as the SDK picks it: `--endpoint-url`, then

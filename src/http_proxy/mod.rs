@@ -13,6 +13,7 @@
 //! what corporate networks run. The websocket's tunnel is [`connect::tunnel`].
 
 pub mod connect;
+pub mod sdk;
 
 use std::sync::Arc;
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rssm_testkit::net::{connect_when_listening, free_port};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use rssm_testkit::net::free_port;
 use rssm_testkit::wait;
 
 use super::TempDir;
@@ -28,6 +31,17 @@ impl Tinyproxy {
             std::path::Path::new(TINYPROXY).exists(),
             "{TINYPROXY} is missing: install Debian's tinyproxy (scripts/test.sh does)"
         );
+        // A port from free_port() may be taken by another test's listener before tinyproxy
+        // binds it: then tinyproxy exits, and the port answers as something else. Try again.
+        for _ in 0..5 {
+            if let Some(proxy) = Tinyproxy::try_start(login) {
+                return proxy;
+            }
+        }
+        panic!("tinyproxy did not start on any of 5 free ports");
+    }
+
+    fn try_start(login: Option<(&str, &str)>) -> Option<Tinyproxy> {
         let dir = TempDir::new("tinyproxy");
         let port = free_port();
         let log = dir.0.join("tinyproxy.log");
@@ -50,13 +64,30 @@ impl Tinyproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("tinyproxy starts");
-        connect_when_listening(([127, 0, 0, 1], port).into(), WAIT);
-        Tinyproxy {
+        let mut proxy = Tinyproxy {
             child,
             port,
             log,
             _dir: dir,
+        };
+        // Listening, and it is tinyproxy that answers.
+        let answer = wait::until(&format!("an answer on port {port}"), WAIT, || {
+            if proxy.child.try_wait().ok().flatten().is_some() {
+                return Some(String::new());
+            }
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(WAIT)).ok()?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            Some(answer)
+        });
+        let ours =
+            answer.contains("Server: tinyproxy") && proxy.child.try_wait().ok().flatten().is_none();
+        if !ours {
+            let _ = proxy.child.kill();
         }
+        ours.then_some(proxy)
     }
 
     /// `http://127.0.0.1:PORT`, with `user:pass@` when given.

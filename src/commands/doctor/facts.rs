@@ -67,6 +67,10 @@ pub struct Reach {
     pub endpoint: String,
     /// Ok(connect time in ms) or the error.
     pub result: Result<u128, String>,
+    /// How the connection went: `via http://proxy:3128 (HTTPS_PROXY)`, `direct (…)`.
+    pub route: String,
+    /// Whether it went through a proxy.
+    pub proxied: bool,
 }
 
 /// The VPC-side facts of an instance.

@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::Filter;
 
 use super::facts::*;
 use crate::aws::Aws;
+use crate::http_proxy::ProxyRules;
 use crate::inventory::{self, unavailable, Ec2Instance, Unavailable};
 
 /// Everything about `target` (an id).
@@ -30,7 +31,7 @@ pub async fn facts(aws: &Aws, target: &str, endpoint_override: Option<&str>) -> 
                 Ok(None)
             }
         },
-        reach(&region, endpoint_override),
+        reach(&region, endpoint_override, aws.proxy()),
     );
     let found = instance.as_ref().ok().cloned().flatten();
     let (role, network, caller_permissions) = tokio::join!(
@@ -83,7 +84,7 @@ async fn node(aws: &Aws, target: &str) -> Fetched<Option<inventory::ManagedNode>
 
 /// TCP connects, 5 s at most each, to the SSM API endpoint in use and — when it is the default
 /// one — to `ssmmessages`, which carries the data channel.
-async fn reach(region: &str, endpoint_override: Option<&str>) -> Vec<Reach> {
+async fn reach(region: &str, endpoint_override: Option<&str>, proxy: &ProxyRules) -> Vec<Reach> {
     let overridden = endpoint_override
         .map(str::to_owned)
         .or_else(|| std::env::var("AWS_ENDPOINT_URL_SSM").ok())
@@ -93,38 +94,56 @@ async fn reach(region: &str, endpoint_override: Option<&str>) -> Vec<Reach> {
         .clone()
         .unwrap_or_else(|| format!("https://ssm.{region}.amazonaws.com"))];
     if overridden.is_none() {
-        targets.push(format!("https://ssmmessages.{region}.amazonaws.com"));
+        // The data channel's websocket: the route a session would take.
+        targets.push(format!("wss://ssmmessages.{region}.amazonaws.com"));
     }
     let probes = targets.into_iter().map(|endpoint| async move {
+        let uri = endpoint.parse::<http::Uri>().ok();
+        let route = uri.as_ref().and_then(|u| proxy.route(u));
         let result = match host_port(&endpoint) {
             None => Err("not a URL".to_owned()),
-            Some(addr) => {
+            Some((host, port)) => {
                 let start = Instant::now();
-                let connect = tokio::net::TcpStream::connect(&addr);
+                // Through the proxy the probe is what a session does: CONNECT to the endpoint.
+                let connect = async {
+                    match &route {
+                        Some(route) => crate::http_proxy::connect::tunnel(route, &host, port)
+                            .await
+                            .map(drop)
+                            .map_err(|e| crate::one_line(&e)),
+                        None => tokio::net::TcpStream::connect((host.as_str(), port))
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                    }
+                };
                 match tokio::time::timeout(Duration::from_secs(5), connect).await {
-                    Ok(Ok(_)) => Ok(start.elapsed().as_millis()),
-                    Ok(Err(e)) => Err(e.to_string()),
+                    Ok(Ok(())) => Ok(start.elapsed().as_millis()),
+                    Ok(Err(e)) => Err(e),
                     Err(_) => Err("timed out after 5 s".to_owned()),
                 }
             }
         };
-        Reach { endpoint, result }
+        Reach {
+            route: proxy.describe(&endpoint),
+            proxied: route.is_some(),
+            endpoint,
+            result,
+        }
     });
     futures_util::future::join_all(probes).await
 }
 
-/// `host:port` of a URL (443 for https, 80 for http).
-fn host_port(url: &str) -> Option<String> {
+/// Host and port of a URL (80 for http and ws, else 443); IPv6 hosts without brackets.
+fn host_port(url: &str) -> Option<(String, u16)> {
     let uri: http::Uri = url.parse().ok()?;
-    let host = uri.host()?;
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("http") {
-            80
-        } else {
-            443
-        });
-    Some(format!("{host}:{port}"))
+    let host = uri
+        .host()?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    let plain = matches!(uri.scheme_str(), Some("http" | "ws"));
+    let port = uri.port_u16().unwrap_or(if plain { 80 } else { 443 });
+    Some((host, port))
 }
 
 async fn permissions(

@@ -82,19 +82,29 @@ pub fn reach(facts: &Facts) -> Check {
     }
     if let Some(bad) = facts.reach.iter().find(|r| r.result.is_err()) {
         let e = bad.result.as_ref().err().map(String::as_str).unwrap_or("");
+        let fix = if bad.proxied {
+            "check the proxy (its address, credentials and whether it allows CONNECT to port 443), \
+             or list the endpoint in NO_PROXY if it is reachable directly"
+        } else {
+            "check your proxy settings (HTTPS_PROXY, NO_PROXY, --proxy), VPN or firewall: HTTPS to \
+             the ssm and ssmmessages endpoints must be allowed"
+        };
         return Check::new(
             NAME,
             Verdict::Fail,
-            format!("cannot connect to {}: {e}", bad.endpoint),
-            "check your proxy, VPN or firewall: HTTPS to the ssm and ssmmessages endpoints must be allowed",
+            format!("cannot connect to {} {}: {e}", bad.endpoint, bad.route),
+            fix,
         );
     }
     let seen: Vec<String> = facts
         .reach
         .iter()
-        .map(|r| format!("{} in {} ms", r.endpoint, r.result.as_ref().unwrap_or(&0)))
+        .map(|r| {
+            let ms = r.result.as_ref().unwrap_or(&0);
+            format!("{} in {ms} ms, {}", r.endpoint, r.route)
+        })
         .collect();
-    Check::ok(NAME, format!("connected to {}", seen.join(", ")))
+    Check::ok(NAME, format!("connected to {}", seen.join("; ")))
 }
 
 #[cfg(test)]
@@ -152,22 +162,29 @@ mod tests {
             Reach {
                 endpoint: "https://ssm.eu-west-1.amazonaws.com".into(),
                 result: Ok(12),
+                route: "direct (NO_PROXY lists ssm.eu-west-1.amazonaws.com)".into(),
+                proxied: false,
             },
             Reach {
-                endpoint: "ssmmessages.eu-west-1.amazonaws.com:443".into(),
+                endpoint: "wss://ssmmessages.eu-west-1.amazonaws.com".into(),
                 result: Ok(14),
+                route: "via http://proxy:3128 (HTTPS_PROXY)".into(),
+                proxied: true,
             },
         ];
         let c = reach(&f);
         assert_eq!(c.verdict, Verdict::Ok);
         assert!(
-            c.evidence
-                .ends_with("ssmmessages.eu-west-1.amazonaws.com:443 in 14 ms"),
+            c.evidence.ends_with(
+                "wss://ssmmessages.eu-west-1.amazonaws.com in 14 ms, via http://proxy:3128 (HTTPS_PROXY)"
+            ),
             "{c:?}"
         );
         f.reach[1].result = Err("connection refused".into());
         let c = reach(&f);
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.evidence.contains("ssmmessages"), "{c:?}");
+        assert!(c.evidence.contains("via http://proxy:3128"), "{c:?}");
+        assert!(c.fix.contains("NO_PROXY"), "{c:?}");
     }
 }

@@ -136,6 +136,8 @@ pub fn healthy() -> Facts {
         reach: vec![Reach {
             endpoint: "https://ssm.eu-west-1.amazonaws.com".into(),
             result: Ok(5),
+            route: "direct (no proxy configured)".into(),
+            proxied: false,
         }],
     }
 }
