@@ -46,4 +46,7 @@ fi
 # Every § reference in the code names a heading of docs/protocol.md or docs/doctor.md.
 bash scripts/check-doc-refs.sh
 
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+
+# The install cost users pay: the release binary's size, under its target.
+bash scripts/binary-size.sh

@@ -135,11 +135,6 @@ impl Aws {
         self.proxy.route(&self.ssm_endpoint.parse().ok()?)
     }
 
-    /// How SSM calls connect: `via http://proxy:3128 (HTTPS_PROXY)`, `direct (…)`.
-    pub fn describe_ssm_proxy(&self) -> String {
-        self.proxy.describe(&self.ssm_endpoint)
-    }
-
     /// The SSM client (`--endpoint-url` applied).
     pub fn ssm(&self) -> &aws_sdk_ssm::Client {
         &self.ssm

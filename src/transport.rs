@@ -10,13 +10,13 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use futures_util::SinkExt;
 use rssm_protocol::payload::OpenDataChannelInput;
-
-use crate::http_proxy::{self, ProxyRules};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::http_proxy::{self, ProxyRules};
 
 /// Bytes read from the websocket at a time (see [`open`]).
 const READ_BUFFER: usize = 16 * 1024;
