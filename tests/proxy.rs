@@ -17,21 +17,9 @@ use rssm_testkit::net::{echo_server, free_port};
 const LIMIT: Duration = Duration::from_secs(120);
 const LOGIN: Option<(&str, &str)> = Some(("alice", "s3cret"));
 
-/// `rssm` for `sim` with the proxy variables cleared, then `vars` set.
+/// `rssm` for `sim` (no proxy variables but) with `vars` set.
 fn rssm(sim: &Sim, vars: &[(&str, &str)]) -> Command {
     let mut cmd = sim.rssm();
-    for name in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
-        cmd.env_remove(name);
-    }
     for (name, value) in vars {
         cmd.env(name, value);
     }

@@ -114,6 +114,20 @@ fn clean_aws_env(cmd: &mut Command) {
     cmd.env("AWS_CONFIG_FILE", "/dev/null");
     cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    // Nor the developer's config file or proxies (the tests that want them set them).
+    cmd.env("RSSM_CONFIG", "/dev/null");
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(name);
+    }
 }
 
 /// A fresh temporary directory, removed when dropped.
