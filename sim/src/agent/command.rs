@@ -138,6 +138,13 @@ pub async fn run(mut ctx: PluginContext) {
         .stdin(Stdio::null())
         .env("TERM", "xterm-256color")
         .kill_on_drop(true);
+    // SAFETY: default_signals only calls signal(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            super::pty::default_signals();
+            Ok(())
+        });
+    }
     if std::env::var_os("LANG").is_none() {
         command.env("LANG", "C.UTF-8");
     }

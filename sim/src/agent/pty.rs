@@ -52,9 +52,10 @@ pub fn spawn(mut cmd: Command, cols: u16, rows: u16) -> io::Result<Pty> {
     cmd.stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(slave));
-    // SAFETY: only async-signal-safe calls (setsid, ioctl) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (signal, setsid, ioctl) run between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
+            default_signals();
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -84,6 +85,19 @@ pub fn resize(master: &File, cols: u16, rows: u16) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+/// Gives a child of the agent the signal dispositions it would have under the real agent, which
+/// runs as a service with the defaults: a simulator started from a background job (`cmd &` in a
+/// script) inherits SIGINT and SIGQUIT ignored, and so would every remote shell and command, so
+/// that Ctrl-C could not reach them. To be called between fork and exec.
+///
+/// # Safety
+/// Only in a `pre_exec` hook: it calls `signal(2)` (async-signal-safe) and nothing else.
+pub(super) unsafe fn default_signals() {
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        libc::signal(sig, libc::SIG_DFL);
     }
 }
 
