@@ -176,13 +176,10 @@ fn demo_doctor_on_the_demo_instance_finds_no_problem() {
 #[test]
 fn doctor_exits_1_when_a_check_fails_and_0_when_none_does() {
     let sim = Sim::start();
-    let endpoint = sim.sim.endpoint();
     let doctor = |target: &str| {
         let mut cmd = sim.rssm();
-        // The simulator answers STS and IAM too; the SDK needs telling where.
-        cmd.env("AWS_ENDPOINT_URL_STS", &endpoint)
-            .env("AWS_ENDPOINT_URL_IAM", &endpoint)
-            .args(["doctor", target]);
+        // The simulator's environment names it for STS and IAM too.
+        cmd.args(["doctor", target]);
         run_bounded(cmd, Duration::from_secs(30))
     };
     let broken = doctor("no-443");

@@ -127,6 +127,9 @@ impl Simulator {
             ("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key),
             // Last, so readers of the first seven lines (older scripts) are unaffected.
             ("AWS_ENDPOINT_URL_EC2", self.endpoint()),
+            // `rssm doctor`'s identity and IAM calls.
+            ("AWS_ENDPOINT_URL_STS", self.endpoint()),
+            ("AWS_ENDPOINT_URL_IAM", self.endpoint()),
         ]
     }
 
