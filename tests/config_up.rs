@@ -109,6 +109,25 @@ fn up_with_names_brings_up_only_those() {
 }
 
 #[test]
+fn a_forward_that_cannot_start_is_named_in_its_error() {
+    let sim = Sim::start();
+    let a = echo_server(b"");
+    let config = file(&format!(
+        "[forwards.down]\nvia = \"offline\"\nlisten = 0\nto = \"127.0.0.1:{a}\"\n"
+    ));
+    let mut cmd = rssm_with(&sim, &config.path);
+    cmd.arg("up");
+    let out = run_bounded(cmd, LIMIT);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("rssm: forward down: "))
+        .unwrap_or_else(|| panic!("no line naming the forward: {err}"));
+    assert!(line.contains("TargetNotConnected"), "{line}");
+}
+
+#[test]
 fn a_host_alias_stands_in_for_a_target_and_defaults_fill_in() {
     let sim = Sim::start();
     let region = sim.sim.config().region.clone();

@@ -24,7 +24,7 @@ use super::restart::{self, Backoff};
 use super::source::Source;
 use super::spec::ForwardSpec;
 use super::status::{Console, Counters};
-use super::voice::{Ctx, Voice};
+use super::voice::{Ctx, Label, Voice};
 use super::{basic, mux};
 use crate::aws::Aws;
 use crate::cli::SessionArgs;
@@ -55,36 +55,6 @@ pub struct Tunnel {
     pub lane: Arc<LaneState>,
     /// Which forward and which of its sessions this is, for messages.
     pub label: Label,
-}
-
-/// Which forward a tunnel serves (`rssm up`'s names) and which of several sessions behind one
-/// listener it is (`session 2 of 4`), for messages.
-#[derive(Debug, Clone, Default)]
-pub struct Label {
-    /// The forward's name in the config file.
-    pub name: Option<String>,
-    /// `(i, n)`: session i (from 1) of n, when there are several.
-    pub lane: Option<(usize, usize)>,
-}
-
-impl Label {
-    /// Whether this is the first (or only) session of its forward.
-    fn is_first(&self) -> bool {
-        self.lane.is_none_or(|(i, _)| i == 1)
-    }
-}
-
-impl std::fmt::Display for Label {
-    /// `forward pg, session 1 of 2`; empty when there is nothing to tell.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .name
-            .iter()
-            .map(|n| format!("forward {n}"))
-            .chain(self.lane.map(|(i, n)| format!("session {i} of {n}")))
-            .collect();
-        f.write_str(&parts.join(", "))
-    }
 }
 
 impl Tunnel {
@@ -143,7 +113,13 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let lane = tunnel.lane.clone();
+    let name = tunnel.label.name.clone();
     let result = run_lane(tunnel, console, counters, shutdown).await;
+    // With several named forwards (`rssm up`), say which one cannot go on.
+    let result = match (result, name) {
+        (Err(e), Some(name)) => Err(e.context(format!("forward {name}"))),
+        (result, _) => result,
+    };
     lane.set_phase(match &result {
         Ok(()) => Phase::Stopped,
         Err(e) => Phase::Failed(crate::one_line(e)),

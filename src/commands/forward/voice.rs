@@ -143,3 +143,33 @@ pub fn print_stdout(text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
+
+/// Which forward a tunnel serves (`rssm up`'s names) and which of several sessions behind one
+/// listener it is (`session 2 of 4`), for messages.
+#[derive(Debug, Clone, Default)]
+pub struct Label {
+    /// The forward's name in the config file.
+    pub name: Option<String>,
+    /// `(i, n)`: session i (from 1) of n, when there are several.
+    pub lane: Option<(usize, usize)>,
+}
+
+impl Label {
+    /// Whether this is the first (or only) session of its forward.
+    pub fn is_first(&self) -> bool {
+        self.lane.is_none_or(|(i, _)| i == 1)
+    }
+}
+
+impl std::fmt::Display for Label {
+    /// `forward pg, session 1 of 2`; empty when there is nothing to tell.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .name
+            .iter()
+            .map(|n| format!("forward {n}"))
+            .chain(self.lane.map(|(i, n)| format!("session {i} of {n}")))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
