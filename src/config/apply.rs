@@ -30,14 +30,7 @@ pub struct Resolved {
 /// The variables by which the environment already answers each setting.
 const PROFILE_VARS: &[&str] = &["AWS_PROFILE", "AWS_DEFAULT_PROFILE"];
 const REGION_VARS: &[&str] = &["AWS_REGION", "AWS_DEFAULT_REGION"];
-const PROXY_VARS: &[&str] = &[
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+const PROXY_VARS: &[&str] = &crate::http_proxy::PROXY_VARS;
 
 impl Config {
     /// Settings for a command with `flags` on `target` (an alias or a TARGET), where `is_set`

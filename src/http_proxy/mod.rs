@@ -25,7 +25,17 @@ use hyper_util::client::proxy::matcher::Matcher;
 const HTTPS_VARS: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
 const HTTP_VARS: [&str; 2] = ["HTTP_PROXY", "http_proxy"];
 const ALL_VARS: [&str; 2] = ["ALL_PROXY", "all_proxy"];
-const NO_VARS: [&str; 2] = ["NO_PROXY", "no_proxy"];
+/// The bypass list's variables.
+pub const NO_VARS: [&str; 2] = ["NO_PROXY", "no_proxy"];
+/// Every variable that names a proxy, in lookup order (the bypass list is [`NO_VARS`]).
+pub const PROXY_VARS: [&str; 6] = [
+    HTTPS_VARS[0],
+    HTTPS_VARS[1],
+    HTTP_VARS[0],
+    HTTP_VARS[1],
+    ALL_VARS[0],
+    ALL_VARS[1],
+];
 /// What a proxy URL must look like, for error messages.
 const WANTED: &str = "want http://[USER:PASS@]HOST:PORT";
 

@@ -116,16 +116,10 @@ fn clean_aws_env(cmd: &mut Command) {
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");
     // Nor the developer's config file or proxies (the tests that want them set them).
     cmd.env("RSSM_CONFIG", "/dev/null");
-    for name in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for name in rssm::http_proxy::PROXY_VARS
+        .into_iter()
+        .chain(rssm::http_proxy::NO_VARS)
+    {
         cmd.env_remove(name);
     }
 }

@@ -3,7 +3,7 @@
 //! [`crate::fleet::Iam`].
 
 use super::super::query::{el, esc, Params};
-use super::{filters, glob, items, list, Ec2Error};
+use super::{filters, glob, group_set, items, list, Ec2Error};
 use crate::fleet::{Network, ResourceKind, Target};
 use crate::state::SimState;
 
@@ -96,13 +96,7 @@ fn placement(t: &Target, network: &Network, region: &str) -> String {
     let Some(subnet) = network.subnet(&t.subnet_id) else {
         return format!("<placement><availabilityZone>{region}a</availabilityZone></placement>");
     };
-    let groups = items("groupSet", &t.security_groups, |id| {
-        let name = network
-            .security_group(id)
-            .map(|g| g.name.as_str())
-            .unwrap_or("");
-        format!("{}{}", el("groupId", id), el("groupName", name))
-    });
+    let groups = group_set(network, &t.security_groups);
     format!(
         "<placement><availabilityZone>{region}{}</availabilityZone></placement>{}{}{groups}",
         esc(&subnet.zone),

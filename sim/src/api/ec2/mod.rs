@@ -6,7 +6,7 @@
 mod instances;
 mod vpc;
 
-use super::query::{esc, xml, Params};
+use super::query::{el, esc, xml, Params};
 use crate::state::SimState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
@@ -129,6 +129,18 @@ fn items<T>(tag: &str, entries: impl IntoIterator<Item = T>, item: impl Fn(T) ->
         .map(|e| format!("<item>{}</item>", item(e)))
         .collect();
     format!("<{tag}>{inner}</{tag}>")
+}
+
+/// `<groupSet>` of security groups by id, each with its name (EC2's `GroupIdentifier`), as
+/// instances and VPC endpoints carry them.
+fn group_set(network: &crate::fleet::Network, ids: &[String]) -> String {
+    items("groupSet", ids, |id| {
+        let name = network
+            .security_group(id)
+            .map(|g| g.name.as_str())
+            .unwrap_or("");
+        format!("{}{}", el("groupId", id), el("groupName", name))
+    })
 }
 
 #[cfg(test)]

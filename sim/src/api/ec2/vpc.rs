@@ -6,7 +6,7 @@
 //! value may hold `*` and `?`.
 
 use super::super::query::{el, Params};
-use super::{filters, glob, items, list, Ec2Error};
+use super::{filters, glob, group_set, items, list, Ec2Error};
 use crate::fleet::network::{
     AclEntry, NetworkAcl, Route, RouteTable, SecurityGroup, SgRule, Subnet, VpcEndpoint,
 };
@@ -247,13 +247,7 @@ pub(super) fn describe_vpc_endpoints(
     let endpoints = select(&ENDPOINT, &network.endpoints, params, region)?;
     Ok(items("vpcEndpointSet", endpoints, |e| {
         let service = format!("com.amazonaws.{region}.{}", e.service);
-        let groups = items("groupSet", &e.security_groups, |g| {
-            let name = network
-                .security_group(g)
-                .map(|g| g.name.as_str())
-                .unwrap_or("");
-            format!("{}{}", el("groupId", g), el("groupName", name))
-        });
+        let groups = group_set(network, &e.security_groups);
         let dns_name = format!("{}.{}.{region}.vpce.amazonaws.com", e.id, e.service);
         format!(
             "{}<vpcEndpointType>Interface</vpcEndpointType>{}{}<state>available</state>\
