@@ -36,8 +36,9 @@ pub struct AwsOptions {
 pub struct Aws {
     config: SdkConfig,
     proxy: ProxyRules,
-    /// The SSM endpoint's URL as far as rssm can tell, for which proxy its calls take.
-    ssm_endpoint: String,
+    /// The SSM endpoint's URL when something overrides the regional one (see
+    /// [`Aws::ssm_endpoint_override`]).
+    ssm_endpoint_override: Option<String>,
     ssm: aws_sdk_ssm::Client,
     /// The credentials [`Aws::current_credentials`] fetched last.
     latest: std::sync::Arc<std::sync::Mutex<Option<Credentials>>>,
@@ -103,7 +104,7 @@ impl Aws {
                 "no AWS region configured: pass --region, set AWS_REGION, or set region in your profile"
             );
         }
-        let ssm_endpoint = ssm_endpoint(opts, &config);
+        let ssm_endpoint_override = ssm_endpoint_override(opts, &config);
         let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
         if let Some(url) = &opts.endpoint_url {
             ssm = ssm.endpoint_url(url);
@@ -112,7 +113,7 @@ impl Aws {
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             config,
             proxy,
-            ssm_endpoint,
+            ssm_endpoint_override,
             latest: Default::default(),
         })
     }
@@ -130,9 +131,23 @@ impl Aws {
         &self.proxy
     }
 
+    /// The SSM endpoint's URL when something overrides the regional one: `--endpoint-url`,
+    /// `AWS_ENDPOINT_URL_SSM`, one endpoint for every service (`AWS_ENDPOINT_URL`, `rssm demo`).
+    pub fn ssm_endpoint_override(&self) -> Option<&str> {
+        self.ssm_endpoint_override.as_deref()
+    }
+
+    /// The SSM endpoint's URL, as far as rssm can tell.
+    pub fn ssm_endpoint(&self) -> String {
+        match &self.ssm_endpoint_override {
+            Some(url) => url.clone(),
+            None => format!("https://ssm.{}.amazonaws.com", self.region()),
+        }
+    }
+
     /// The proxy SSM calls go through, if any.
     fn ssm_proxy(&self) -> Option<Route> {
-        self.proxy.route(&self.ssm_endpoint.parse().ok()?)
+        self.proxy.route(&self.ssm_endpoint().parse().ok()?)
     }
 
     /// The SSM client (`--endpoint-url` applied).
@@ -475,16 +490,12 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// The SSM endpoint the SDK will call, as the SDK picks it: `--endpoint-url`, then
-/// `AWS_ENDPOINT_URL_SSM`, then one endpoint for all services, then the regional default.
-fn ssm_endpoint(opts: &AwsOptions, config: &SdkConfig) -> String {
+/// The SSM endpoint the SDK will call instead of the regional one, as the SDK picks it:
+/// `--endpoint-url`, then `AWS_ENDPOINT_URL_SSM`, then one endpoint for all services.
+fn ssm_endpoint_override(opts: &AwsOptions, config: &SdkConfig) -> Option<String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     opts.endpoint_url
         .clone()
         .or_else(|| env("AWS_ENDPOINT_URL_SSM"))
         .or_else(|| config.endpoint_url().map(str::to_owned))
-        .unwrap_or_else(|| {
-            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-            format!("https://ssm.{region}.amazonaws.com")
-        })
 }

@@ -129,10 +129,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
             commands::install_plugin::run(dir.as_deref(), *force, PLUGIN_NAME)
         }
         Command::List { output } => commands::list::run(&load().await?, *output, cli.quiet).await,
-        Command::Doctor(args) => {
-            let endpoint = options.endpoint_url.as_deref();
-            commands::doctor::run(&load().await?, args, pick, endpoint).await
-        }
+        Command::Doctor(args) => commands::doctor::run(&load().await?, args, pick).await,
         Command::Shell(args) => commands::shell::run(&load().await?, args, config).await,
         Command::Exec(args) => commands::exec::run(&load().await?, args, config).await,
         Command::Proxy(args) => commands::proxy::run(&load().await?, args, config).await,

@@ -18,20 +18,19 @@ pub async fn run(
     target: Option<&str>,
     output: OutputFormat,
 ) -> Result<u8> {
-    let endpoint = sim.endpoint();
     if let Some(target) = target {
         let args = DoctorArgs {
             target: target.to_owned(),
             output,
         };
-        return super::run(aws, &args, false, Some(&endpoint)).await;
+        return super::run(aws, &args, false).await;
     }
     let fleet = &sim.config().fleet;
     let mut failed = false;
     let mut docs = Vec::new();
     let walked = fleet.targets.iter().filter(|t| !t.id.starts_with("ecs:"));
     for (n, t) in walked.enumerate() {
-        let facts = fetch::facts(aws, &t.id, Some(&endpoint)).await;
+        let facts = fetch::facts(aws, &t.id).await;
         let rows = checks::all(&facts);
         failed |= checks::any_failed(&rows);
         match output {

@@ -7,11 +7,10 @@ use aws_sdk_ec2::types::Filter;
 
 use super::facts::*;
 use crate::aws::Aws;
-use crate::http_proxy::ProxyRules;
 use crate::inventory::{self, unavailable, Ec2Instance, Unavailable};
 
 /// Everything about `target` (an id).
-pub async fn facts(aws: &Aws, target: &str, endpoint_override: Option<&str>) -> Facts {
+pub async fn facts(aws: &Aws, target: &str) -> Facts {
     let region = aws.region();
     let is_ec2 = target.starts_with("i-");
     let (caller, node, instance, reach) = tokio::join!(
@@ -31,7 +30,7 @@ pub async fn facts(aws: &Aws, target: &str, endpoint_override: Option<&str>) -> 
                 Ok(None)
             }
         },
-        reach(&region, endpoint_override, aws.proxy()),
+        reach(aws),
     );
     let found = instance.as_ref().ok().cloned().flatten();
     let (role, network, caller_permissions) = tokio::join!(
@@ -84,18 +83,12 @@ async fn node(aws: &Aws, target: &str) -> Fetched<Option<inventory::ManagedNode>
 
 /// TCP connects, 5 s at most each, to the SSM API endpoint in use and — when it is the default
 /// one — to `ssmmessages`, which carries the data channel.
-async fn reach(region: &str, endpoint_override: Option<&str>, proxy: &ProxyRules) -> Vec<Reach> {
-    let overridden = endpoint_override
-        .map(str::to_owned)
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_SSM").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-        .filter(|u| !u.is_empty());
-    let mut targets = vec![overridden
-        .clone()
-        .unwrap_or_else(|| format!("https://ssm.{region}.amazonaws.com"))];
-    if overridden.is_none() {
+async fn reach(aws: &Aws) -> Vec<Reach> {
+    let proxy = aws.proxy();
+    let mut targets = vec![aws.ssm_endpoint()];
+    if aws.ssm_endpoint_override().is_none() {
         // The data channel's websocket: the route a session would take.
-        targets.push(format!("wss://ssmmessages.{region}.amazonaws.com"));
+        targets.push(format!("wss://ssmmessages.{}.amazonaws.com", aws.region()));
     }
     let probes = targets.into_iter().map(|endpoint| async move {
         let uri = endpoint.parse::<http::Uri>().ok();

@@ -16,12 +16,7 @@ use crate::cli::DoctorArgs;
 pub use demo::run as demo;
 
 /// Runs `rssm doctor`.
-pub async fn run(
-    aws: &Aws,
-    args: &DoctorArgs,
-    pick: bool,
-    endpoint_url: Option<&str>,
-) -> Result<u8> {
+pub async fn run(aws: &Aws, args: &DoctorArgs, pick: bool) -> Result<u8> {
     let target = crate::targets::resolve(aws, &args.target, pick).await?;
     if target.starts_with("ecs:") {
         anyhow::bail!(
@@ -29,7 +24,7 @@ pub async fn run(
              (for ECS Exec, see the amazon-ecs-exec-checker script)"
         );
     }
-    let facts = fetch::facts(aws, &target, endpoint_url).await;
+    let facts = fetch::facts(aws, &target).await;
     let rows = checks::all(&facts);
     report::print(&facts, &rows, args.output)?;
     Ok(if checks::any_failed(&rows) { 1 } else { 0 })
