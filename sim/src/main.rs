@@ -244,11 +244,18 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         let sim = Simulator::start(config).await.context("cannot listen")?;
-        for (k, v) in sim.env() {
-            println!("export {k}={}", shell_quote(&v));
-        }
+        // One write: a reader that stops after the lines it wants (`head -n 8`) must not find
+        // the rest still being written to its closed pipe.
+        let exports: String = sim
+            .env()
+            .into_iter()
+            .map(|(k, v)| format!("export {k}={}\n", shell_quote(&v)))
+            .collect();
         use std::io::Write;
-        std::io::stdout().flush().ok();
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(exports.as_bytes()).ok();
+        stdout.flush().ok();
+        drop(stdout);
         tokio::signal::ctrl_c().await.ok();
         tracing::info!("shutting down");
         sim.shutdown().await;

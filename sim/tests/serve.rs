@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 struct Served {
     child: Child,
     env: Vec<(String, String)>,
+    /// Kept open while the simulator runs: it may still write to its stdout.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for Served {
@@ -25,17 +27,24 @@ fn serve(args: &[&str]) -> Served {
         .stderr(Stdio::null())
         .spawn()
         .expect("rssm-sim runs");
-    let stdout = child.stdout.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut env = Vec::new();
-    for line in BufReader::new(stdout).lines().take(8) {
-        let line = line.unwrap();
+    // Every export line: endpoints (SSM, ECS, KMS, EC2, STS, IAM), region twice, the key pair.
+    for _ in 0..10 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let line = line.trim_end();
         let (k, v) = line
             .strip_prefix("export ")
             .and_then(|kv| kv.split_once('='))
             .unwrap_or_else(|| panic!("not an export line: {line}"));
         env.push((k.to_owned(), v.trim_matches('\'').to_owned()));
     }
-    Served { child, env }
+    Served {
+        child,
+        env,
+        _stdout: stdout,
+    }
 }
 
 impl Served {
@@ -56,6 +65,8 @@ fn serve_prints_the_client_environment() {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_ENDPOINT_URL_EC2",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_ENDPOINT_URL_IAM",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
