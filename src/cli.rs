@@ -108,6 +108,11 @@ pub enum Command {
     /// Run a command on TARGET; its stdout, stderr and exit code become ours
     /// (`rssm exec i-0123456789abcdef0 -- uname -a`).
     Exec(ExecArgs),
+    /// Copy files and directories to or from TARGET, as scp does, with no sshd, no S3 and no
+    /// open port: `rssm cp ./app.tar.gz web-1:/tmp/`, `rssm cp web-1:/var/log/app.log .`,
+    /// `rssm cp -r web-1:/etc/nginx ./nginx-conf`. Every file is checked end to end (SHA-256)
+    /// and appears under its name only when complete.
+    Cp(CpArgs),
     /// SSH ProxyCommand: carry stdin/stdout to PORT on HOST (`ProxyCommand rssm proxy %h %p`).
     Proxy(ProxyArgs),
     /// Print a ready ~/.ssh/config block that routes `i-*` and `mi-*` hosts through rssm.
@@ -219,6 +224,7 @@ impl Command {
         match self {
             Command::Shell(a) => Some(&mut a.target),
             Command::Exec(a) => Some(&mut a.target),
+            Command::Cp(a) => a.target_mut(),
             Command::Proxy(a) => Some(&mut a.host),
             Command::Forward(a) => Some(&mut a.target),
             Command::Socks(a) => Some(&mut a.via),
@@ -289,6 +295,37 @@ pub struct ExecArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub session: SessionArgs,
+}
+
+/// `rssm cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Files to copy, then where to: `TARGET:PATH` names a path on TARGET (any target form,
+    /// `TARGET:` alone is the remote user's home directory), anything else a local path.
+    /// Either the sources or the destination are remote, not both.
+    #[arg(required = true, num_args = 2.., value_name = "SOURCE... DEST")]
+    pub paths: Vec<crate::commands::cp::Operand>,
+    /// Copy directories and what they hold (through tar on the remote side).
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Sessions to split each large file over (1–16); each session carries its own share of the
+    /// service's per-session rate.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub sessions: u8,
+    /// Reason recorded with the sessions (CloudTrail, session history).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+impl CpArgs {
+    /// The target of the remote operands (the first one's: all must name the same target).
+    pub fn target_mut(&mut self) -> Option<&mut String> {
+        self.paths.iter_mut().find_map(|p| match p {
+            crate::commands::cp::Operand::Remote { target, .. } => Some(target),
+            crate::commands::cp::Operand::Local(_) => None,
+        })
+    }
 }
 
 /// `rssm proxy`.

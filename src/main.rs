@@ -132,6 +132,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         Command::Doctor(args) => commands::doctor::run(&load().await?, args, pick).await,
         Command::Shell(args) => commands::shell::run(&load().await?, args, config).await,
         Command::Exec(args) => commands::exec::run(&load().await?, args, config).await,
+        Command::Cp(args) => commands::cp::run(&load().await?, args, config, cli.quiet).await,
         Command::Proxy(args) => commands::proxy::run(&load().await?, args, config).await,
         Command::Forward(args) => commands::forward::run(&load().await?, args, config).await,
         Command::Socks(args) => commands::socks::run(&load().await?, args, config).await,

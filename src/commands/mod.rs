@@ -2,6 +2,7 @@
 //! session, run it, turn the outcome into an exit code.
 
 pub mod config;
+pub mod cp;
 pub mod demo;
 pub mod doctor;
 pub mod escape;

@@ -41,6 +41,10 @@ pub enum Output {
     ExitCode(i32),
     /// A control flag from the agent.
     Flag(Flag),
+    /// The data channel was lost and the session resumed on a new one. The agent's readers of a
+    /// non-interactive command may have stopped for good meanwhile (PROTOCOL.md §13.2): a
+    /// command that waits for output may want to give up on it sooner.
+    Resumed,
     /// The session is over; nothing follows.
     Ended(End),
 }

@@ -8,7 +8,7 @@ use rand_core::RngCore;
 use rssm_protocol::liveness::{reconnect_delay, Liveness, RECONNECT_ATTEMPTS};
 use tokio::time::Instant;
 
-use super::Driver;
+use super::{Driver, Output};
 use crate::aws::ServiceError;
 use crate::transport::{self, close_quickly};
 
@@ -73,6 +73,7 @@ impl Driver {
                         "resumed after {}",
                         human_duration(started.elapsed())
                     ));
+                    let _ = self.output.send(Output::Resumed).await;
                     return Ok(());
                 }
                 Err(e) => last = format!("{e:#}"),

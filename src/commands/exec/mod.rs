@@ -13,7 +13,7 @@
 //! sends the agent 0x03 (SIGINT to the wrapper); a second Ctrl-C, or SIGTERM or SIGHUP to rssm,
 //! gives up at once (the session is ended on the service too).
 
-mod trailer;
+pub(crate) mod trailer;
 
 use std::collections::HashMap;
 
