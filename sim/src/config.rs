@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// for good when they find the channel paused (`shell.go`), so output written during a
     /// reconnect is never read. `false` models a gateway that does not pause the agent.
     pub pause_agent_while_client_away: bool,
+    /// The `PATH` of the commands and shells the agent starts (`None`: the simulator's own).
+    /// A directory with some tools left out is an instance without them: a minimal image.
+    pub agent_path: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -71,6 +74,7 @@ impl Default for SimConfig {
             shell_kms_key_id: None,
             agent_read_pause: Duration::from_millis(1),
             pause_agent_while_client_away: true,
+            agent_path: None,
         }
     }
 }

@@ -66,6 +66,10 @@ struct ServeArgs {
     /// gateway does, and the agent's separate-output pipe readers then stop for good).
     #[arg(long)]
     no_agent_pause: bool,
+    /// PATH for the commands and shells the agent starts (default: the simulator's own), to
+    /// model an instance without some tools.
+    #[arg(long, value_name = "PATH")]
+    agent_path: Option<String>,
     /// Log level on stderr (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -164,6 +168,7 @@ impl ServeArgs {
             shell: self.shell,
             agent_read_pause: Duration::from_millis(self.agent_read_pause_ms),
             pause_agent_while_client_away: !self.no_agent_pause,
+            agent_path: self.agent_path,
             seed: self.faults.seed,
             ..SimConfig::default()
         };

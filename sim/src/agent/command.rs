@@ -138,6 +138,10 @@ pub async fn run(mut ctx: PluginContext) {
         .stdin(Stdio::null())
         .env("TERM", "xterm-256color")
         .kill_on_drop(true);
+    if let Some(path) = &ctx.state.config.agent_path {
+        // (The program itself is looked up on this PATH too, as a login would find it.)
+        command.env("PATH", path);
+    }
     // SAFETY: default_signals only calls signal(2), which is async-signal-safe.
     unsafe {
         command.pre_exec(|| {

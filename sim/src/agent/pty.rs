@@ -8,7 +8,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
-/// The master side of a PTY with a running child.
+/// The master side of a PTY with a running child. The master is non-blocking: read it with
+/// [`read`] and write it with [`write_all`], which wait with `poll(2)`, so that a writer stuck on
+/// a terminal nobody reads any more (the command died with input still coming) can be told to
+/// give up.
 pub struct Pty {
     /// Master, for reading child output.
     pub reader: File,
@@ -68,12 +71,72 @@ pub fn spawn(mut cmd: Command, cols: u16, rows: u16) -> io::Result<Pty> {
     let child = cmd.spawn()?;
     // Our copies of the slave fds are dropped with `cmd`; the child keeps its own.
     drop(cmd);
+    // SAFETY: F_GETFL/F_SETFL on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(master.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
     let writer = File::from(master.try_clone()?);
     Ok(Pty {
         reader: File::from(master),
         writer,
         child,
     })
+}
+
+/// Waits until `fd` is ready for `events` or `timeout_ms` passes (-1: no limit).
+fn wait(fd: &File, events: libc::c_short, timeout_ms: libc::c_int) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the child wrote, waiting for it; fails (EIO) once the child's side is closed.
+pub fn read(master: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    loop {
+        match master.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait(master, libc::POLLIN, -1)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Writes all of `data` to the child's input, waiting while the terminal is full, until `stop`
+/// is set (the session ended: nobody may ever read it).
+pub fn write_all(
+    master: &mut File,
+    mut data: &[u8],
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<()> {
+    use std::io::Write;
+    while !data.is_empty() {
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(io::Error::other("the session ended"));
+        }
+        match master.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait(master, libc::POLLOUT, 100)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Sets the terminal size (what the agent does for a Size payload, §9.1).
@@ -104,7 +167,6 @@ pub(super) unsafe fn default_signals() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
 
     #[test]
     fn runs_a_command_on_a_pty_with_its_size() {
@@ -115,7 +177,7 @@ mod tests {
         let mut buf = [0u8; 256];
         // Reading the master fails with EIO once the child exits: that ends the loop.
         for _ in 0..100 {
-            match pty.reader.read(&mut buf) {
+            match read(&mut pty.reader, &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             }
@@ -125,7 +187,8 @@ mod tests {
         }
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("37 91"), "{text}");
-        let _ = pty.writer.write_all(b"");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        write_all(&mut pty.writer, b"", &stop).unwrap();
         let _ = pty.child.wait();
     }
 }

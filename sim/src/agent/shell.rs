@@ -9,8 +9,9 @@ use super::{wait_active, FromPlugin, PluginContext, ToPlugin, READ_CHUNK};
 use crate::documents::SessionKind;
 use bytes::Bytes;
 use rssm_protocol::message::PayloadType;
-use std::io::{Read, Write};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -34,6 +35,9 @@ fn command_for(ctx: &PluginContext) -> Command {
         _ => Command::new(shell),
     };
     cmd.env("TERM", "xterm-256color");
+    if let Some(path) = &ctx.state.config.agent_path {
+        cmd.env("PATH", path);
+    }
     if std::env::var_os("LANG").is_none() {
         cmd.env("LANG", "C.UTF-8");
     }
@@ -69,7 +73,16 @@ pub async fn run(mut ctx: PluginContext) {
     let handle = tokio::runtime::Handle::current();
     std::thread::spawn(move || read_pump(reader, chunk_tx, active, handle));
 
-    let mut writer = Some(writer);
+    // Input goes to the terminal on a thread of its own, one payload at a time: the agent's
+    // input handler writes it before it takes the next message (`InputStreamMessageHandler`),
+    // so a terminal nobody reads holds the client back. But its output pump ends the session
+    // when the command exits (`writePump`), whether or not a write is stuck: so does this loop.
+    let resizer = writer.try_clone().ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (write_tx, write_rx) = mpsc::channel::<Bytes>(1);
+    let writer_stop = stop.clone();
+    std::thread::spawn(move || write_pump(writer, write_rx, &writer_stop));
+    let mut pending: Option<Bytes> = None;
     loop {
         tokio::select! {
             chunk = chunk_rx.recv() => match chunk {
@@ -80,22 +93,14 @@ pub async fn run(mut ctx: PluginContext) {
                 }
                 None => break, // the shell exited
             },
-            input = ctx.input.recv() => match input {
-                Some(ToPlugin::Output(data)) => {
-                    if let Some(w) = writer.take() {
-                        let res = tokio::task::spawn_blocking(move || {
-                            let mut w = w;
-                            let r = w.write_all(&data);
-                            (w, r)
-                        })
-                        .await;
-                        if let Ok((w, Ok(()))) = res {
-                            writer = Some(w);
-                        }
-                    }
-                }
+            permit = write_tx.reserve(), if pending.is_some() => match permit {
+                Ok(permit) => permit.send(pending.take().unwrap_or_default()),
+                Err(_) => pending = None, // the terminal refused a write: input is dropped
+            },
+            input = ctx.input.recv(), if pending.is_none() => match input {
+                Some(ToPlugin::Output(data)) => pending = Some(data),
                 Some(ToPlugin::Size(s)) => {
-                    if let Some(w) = &writer {
+                    if let Some(w) = &resizer {
                         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
                         let _ = pty::resize(w, clamp(s.cols), clamp(s.rows));
                     }
@@ -109,6 +114,7 @@ pub async fn run(mut ctx: PluginContext) {
             },
         }
     }
+    stop.store(true, Ordering::Release);
     let _ = child.kill();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     let _ = ctx
@@ -118,6 +124,16 @@ pub async fn run(mut ctx: PluginContext) {
             failed: false,
         })
         .await;
+}
+
+/// Writes input to the terminal until the session ends; a write that fails (the terminal is
+/// gone) ends it.
+fn write_pump(mut writer: std::fs::File, mut rx: mpsc::Receiver<Bytes>, stop: &AtomicBool) {
+    while let Some(data) = rx.blocking_recv() {
+        if pty::write_all(&mut writer, &data, stop).is_err() {
+            return;
+        }
+    }
 }
 
 fn read_pump(
@@ -133,7 +149,7 @@ fn read_pump(
         if !*active.borrow() && !handle.block_on(wait_active(&mut active)) {
             return;
         }
-        let n = match reader.read(&mut buf) {
+        let n = match pty::read(&mut reader, &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };

@@ -47,6 +47,7 @@ impl CpError {
             "denied" => CpError::PermissionDenied(format!("{what} on the target")),
             "isdir" => CpError::IsDirectory(format!("{what} on the target")),
             "special" => CpError::Special(format!("{what} on the target")),
+            "full" => CpError::DiskFull(format!("on the target ({what})")),
             "mismatch" => CpError::Mismatch(format!(
                 "{path}: the target received {} bytes with SHA-256 {}, which is not what was sent; \
                  nothing was written under the final name",

@@ -59,7 +59,10 @@ enum Plan {
 /// Copies, and returns the exit status.
 pub async fn run(aws: &Aws, args: &CpArgs, config: DriverConfig, quiet: bool) -> Result<u8> {
     let (plan, target) = plan(&args.paths)?;
-    refuse_windows(aws, &target).await?;
+    if let Err(e) = refuse_windows(aws, &target).await {
+        eprintln!("rssm: cp: {e}");
+        return Ok(EXIT_FAILED);
+    }
     let remote = Remote::new(aws, config, &target, args.reason.clone());
     let mut signals = Signals::new()?;
     let work = copy_all(&remote, &plan, args, quiet);
@@ -148,14 +151,14 @@ fn plan(paths: &[Operand]) -> Result<(Plan, String)> {
 }
 
 /// Stops before any session when the target is known to run Windows.
-async fn refuse_windows(aws: &Aws, target: &str) -> Result<()> {
+async fn refuse_windows(aws: &Aws, target: &str) -> Result<(), CpError> {
     if let Ok(nodes) = crate::inventory::managed_nodes(aws, Some(target)).await {
         let windows = nodes
             .iter()
             .filter_map(|n| n.platform.as_deref())
             .any(|p| p.to_ascii_lowercase().contains("windows"));
         if windows {
-            return Err(CpError::Unsupported(error::windows()).into());
+            return Err(CpError::Unsupported(error::windows()));
         }
     }
     Ok(())

@@ -14,12 +14,14 @@
 /// Functions every script has: `say WORDS…` reports a marker, `need TOOL…` stops unless each
 /// tool is on PATH (`needsum` for a SHA-256 tool), `sum` prints the SHA-256 of stdin (hex),
 /// `mode F` its permission bits in octal (GNU/busybox `stat -c`, BSD `stat -f`; `-` when
-/// neither works).
+/// neither works), `spill F` removes a file that could not be written, saying `full` when its
+/// file system has no room left (a tool's message need not say so).
 const LIB: &str = r#"say() { printf '\036rssm-cp %s\036' "$*" >&2; };
 need() { for t; do command -v "$t" >/dev/null 2>&1 || { say missing "$t"; exit 3; }; done; };
 needsum() { command -v sha256sum >/dev/null 2>&1 || command -v shasum >/dev/null 2>&1 || { say missing sha256sum; exit 3; }; };
 sum() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-64; };
 mode() { stat -c %a "$1" 2>/dev/null || stat -f %Lp "$1" 2>/dev/null || echo -; };
+spill() { a=$(df -P "$(dirname "$1")" 2>/dev/null | tail -n 1 | (read f s u a r; echo "$a")); rm -f "$1"; [ "$a" = 0 ] && say full "$(dirname "$1")"; exit 6; };
 "#;
 
 /// Where an upload goes, as scp decides it: into DEST when DEST is a directory (under the
@@ -94,12 +96,12 @@ say tar \"$(cat \"$w/rc\")\" \"$(cat \"$w/h\")\"; }};"
             ),
             Script::Receive => format!(
                 "{LIB}{PLACE}{FINISH}main() {{ need stty head base64 dirname cut; needsum; [ \"$3\" = t ] && need tar; place \"$1\" \"$2\" \"$3\" \"$4\";
-say tmp \"$tmp\"; stty raw -echo || exit 3; say ready; head -c \"$5\" | base64 -d > \"$tmp\" || {{ rm -f \"$tmp\"; exit 6; }};
+say tmp \"$tmp\"; stty raw -echo || exit 3; say ready; head -c \"$5\" | base64 -d > \"$tmp\" || spill \"$tmp\";
 finish \"$6\" \"$7\" \"$8\" \"$3\" \"$2\"; }};"
             ),
             Script::ReceivePart => format!(
                 "{LIB}main() {{ need stty head base64 dd; stty raw -echo || exit 3; say ready;
-head -c \"$3\" | base64 -d | dd of=\"$1\" bs={PART_ALIGN} seek=$(($2/{PART_ALIGN})) conv=notrunc 2>/dev/null || exit 6; say part; }};"
+head -c \"$3\" | base64 -d | dd of=\"$1\" bs={PART_ALIGN} seek=$(($2/{PART_ALIGN})) conv=notrunc 2>/dev/null || spill \"$1\"; say part; }};"
             ),
             Script::Finish => format!(
                 "{LIB}{FINISH}main() {{ t=$1; tmp=$2; finish \"$3\" \"$4\" \"$5\" \"$6\" \"$7\"; }};"
@@ -199,7 +201,17 @@ impl Reports {
 
     /// The other text, trimmed to its last line that says something.
     pub fn last_message(&self) -> Option<String> {
-        let text = String::from_utf8_lossy(&self.other);
+        self.last_message_except("")
+    }
+
+    /// [`Reports::last_message`] with `noise` (a script's trailer, on a terminal) left out.
+    pub fn last_message_except(&self, noise: &str) -> Option<String> {
+        // (What waits for a marker's end counts too: it may be a trailer, cut short.)
+        let mut text = String::from_utf8_lossy(&self.other).into_owned();
+        text.push_str(&String::from_utf8_lossy(&self.buf));
+        if !noise.is_empty() {
+            text = text.replace(noise, "");
+        }
         text.lines()
             .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c.is_control()))
             .rfind(|l| !l.is_empty())

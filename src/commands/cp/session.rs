@@ -266,6 +266,7 @@ impl Remote {
             reports: Reports::default(),
             pending: VecDeque::new(),
             path: path.to_owned(),
+            trailer,
         };
         let first = loop {
             match pty.next_report().await {
@@ -297,6 +298,8 @@ pub struct Pty {
     /// Reports that arrived together with an earlier one.
     pending: VecDeque<Report>,
     path: String,
+    /// The script's trailer: on a terminal it is just more text.
+    trailer: Trailer,
 }
 
 impl Pty {
@@ -337,9 +340,10 @@ impl Pty {
     /// One output of the session: a report it completed, or the end as an error.
     fn take(&mut self, o: Option<Output>) -> Result<Option<Report>, CpError> {
         let path = self.path.clone();
+        let trailer = self.trailer.as_str().to_owned();
         let ended = |reports: &Reports, why: String| {
             // A tool's message on the terminal says more than "the session ended".
-            Err(match reports.last_message() {
+            Err(match reports.last_message_except(&trailer) {
                 Some(m) if why.is_empty() => CpError::from_message(&path, Some(m), 1),
                 _ if why.is_empty() => {
                     CpError::Lost("the upload's session ended before it finished".into())
