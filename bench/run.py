@@ -21,7 +21,8 @@ Latency: 1-byte pings through a forward to a server that answers each `k` (p50/p
 idle, while another connection of the same forward uploads bulk data, and while another session
 does. Many connections: 50 at once through one forward (limits off), 2 MiB each way each, with
 rssm's peak RSS. Striping: 8 parallel connections through `forward --sessions 1` and `4` under
-the cap. Start-up: from starting `rssm shell` on a PTY to the remote prompt.
+the cap. Start-up: from starting `rssm shell` on a PTY to the remote prompt. cp: `rssm cp` of a
+--capped-size-mib file each way under the cap, one session and four (bench/cp.py).
 """
 
 import argparse
@@ -349,7 +350,7 @@ def main():
     ap.add_argument("--capped-size-mib", type=int, default=16,
                     help="(a) moves ~1 MB/s by design: 256 MiB would take minutes per run")
     ap.add_argument("--skip-build", action="store_true")
-    ap.add_argument("--only", default="throughput,kills,hostile,latency,striping,many,shell",
+    ap.add_argument("--only", default="throughput,kills,hostile,latency,striping,many,shell,cp",
                     help="comma-separated sections to run")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -370,6 +371,9 @@ def main():
         many(args)
     if "shell" in only:
         shell(args)
+    if "cp" in only:
+        import cp
+        cp.rows(args.runs, args.capped_size_mib)
 
 
 def throughput(args):

@@ -74,6 +74,13 @@ fn files_of_every_awkward_size_and_name_go_up_and_come_back_byte_exact() {
         "it's a \"quoted\" $name;`x`.txt".into(),
         b"quotes\n".to_vec(),
     ));
+    // The agent turns every U+FFFD (EF BF BD) in a command's output into the lone byte EF:
+    // random data holds one in 16 MiB, this file four, two in one 64 KiB block.
+    let mut fffd = pattern(200, 200_000);
+    for at in [0, 5000, 9000, 199_997] {
+        fffd[at..at + 3].copy_from_slice(b"\xef\xbf\xbd");
+    }
+    files.push(("replacement characters.bin".into(), fffd));
     let mut sources = Vec::new();
     for (i, (name, data)) in files.iter().enumerate() {
         let p = here.0.join(name);

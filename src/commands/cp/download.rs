@@ -1,17 +1,20 @@
-//! Downloads: a file in one or more byte ranges (each a non-interactive session running `tail |
-//! head`), a directory as one tar stream; either lands in a temporary file beside its final
-//! name, is checked against the SHA-256 the target computed, and only then takes that name.
+//! Downloads: a file in one or more ranges of blocks (each a non-interactive session running
+//! `dd` block by block, see [`super::frames`]), a directory as a tar archive the target packs
+//! first; either lands in a temporary file beside its final name, is checked against the
+//! SHA-256 the target computed, and only then takes that name.
 
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use base64::Engine;
 
 use super::error::CpError;
+use super::frames::{Frames, BLOCK};
 use super::progress::Progress;
 use super::remote::Script;
 use super::session::Remote;
-use super::{parts, sha256_file};
+use super::{parts, random_token, sha256_file};
 
 /// A remote regular file, as the probe found it.
 #[derive(Debug, Clone)]
@@ -49,18 +52,48 @@ pub async fn file(
     progress: &Progress,
 ) -> Result<()> {
     let tmp = temp_beside(dest)?;
-    let ranges = parts(src.size, sessions);
+    fetch(remote, src, (&tmp, dest), sessions, progress).await?;
     let file = tmp.as_file();
-    futures_util::future::try_join_all(
+    let mode = src.mode.unwrap_or(0o644);
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| CpError::local(dest, &e))?;
+    file.sync_all().map_err(|e| CpError::local(dest, &e))?;
+    tmp.persist(dest)
+        .map_err(|e| CpError::local(dest, &e.error))?;
+    Ok(())
+}
+
+/// Fetches `src` into `tmp` (the temporary file for `dest`) and checks its SHA-256.
+async fn fetch(
+    remote: &Remote,
+    src: &RemoteFile,
+    (tmp, dest): (&tempfile::NamedTempFile, &Path),
+    sessions: u8,
+    progress: &Progress,
+) -> Result<()> {
+    let file = tmp.as_file();
+    let ranges = parts(src.size, sessions);
+    let bad = futures_util::future::try_join_all(
         ranges
             .iter()
             .map(|&(offset, len)| fetch_range(remote, src, (file, dest), offset, len, progress)),
     )
     .await?;
+    let bad: Vec<u64> = bad.into_iter().flatten().collect();
+    if !bad.is_empty() {
+        tracing::info!(
+            "{} block(s) of {} came back altered: fetching them as base64",
+            bad.len(),
+            src.path
+        );
+        for group in bad.chunks(REPAIR_GROUP) {
+            repair(remote, src, (file, dest), group).await?;
+        }
+    }
     let path = tmp.path().to_owned();
     let got = tokio::task::spawn_blocking(move || sha256_file(&path))
         .await?
-        .map_err(|e| CpError::local(tmp.path(), &e))?;
+        .map_err(|e| CpError::local(dest, &e))?;
     if got != src.sha256 {
         return Err(CpError::Mismatch(format!(
             "{}: what arrived has SHA-256 {got}, the target's file {}; it may have changed \
@@ -71,17 +104,24 @@ pub async fn file(
         ))
         .into());
     }
-    let mode = src.mode.unwrap_or(0o644);
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| CpError::local(dest, &e))?;
-    file.sync_all().map_err(|e| CpError::local(dest, &e))?;
-    tmp.persist(dest)
-        .map_err(|e| CpError::local(dest, &e.error))?;
     Ok(())
 }
 
-/// One range of the file, written at its offset; a lost session is retried once, from where
-/// it stopped.
+/// Blocks fetched again per repair session.
+const REPAIR_GROUP: usize = 64;
+
+/// The length of block `b` of a file of `size` bytes.
+fn block_len(size: u64, b: u64) -> u64 {
+    size.saturating_sub(b * BLOCK).min(BLOCK)
+}
+
+/// A marker no file holds by chance.
+fn marker() -> String {
+    format!("\x1erssm-blk-{}\x1e", random_token())
+}
+
+/// One range of the file, block by block at its offset; a lost session is retried once, from
+/// the first block that had not arrived. Returns the blocks that came back altered.
 async fn fetch_range(
     remote: &Remote,
     src: &RemoteFile,
@@ -89,36 +129,48 @@ async fn fetch_range(
     offset: u64,
     len: u64,
     progress: &Progress,
-) -> Result<()> {
-    let mut got = 0u64;
+) -> Result<Vec<u64>> {
+    debug_assert_eq!(offset % BLOCK, 0);
+    let end = (offset + len).div_ceil(BLOCK);
+    let mut next = offset / BLOCK;
+    let mut bad = Vec::new();
+    let mark = marker();
     for attempt in 0..2 {
-        let start = offset + got;
+        let mut frames = Frames::new(&mark, next);
+        let count = (end - next).to_string();
+        let first = next.to_string();
         let ran = remote
             .exec(
-                Script::Range,
-                &[&src.path, &start.to_string(), &(len - got).to_string()],
+                Script::Blocks,
+                &[&src.path, &first, &count, &mark],
                 |data| {
-                    if got + data.len() as u64 > len {
-                        return Err(CpError::Protocol(format!(
-                            "more than the {len} bytes asked for from {}",
-                            src.path
-                        ))
-                        .into());
+                    for f in frames.push(data) {
+                        if f.block >= end {
+                            return Err(CpError::Protocol(format!(
+                                "block {} of {} was not asked for",
+                                f.block, src.path
+                            ))
+                            .into());
+                        }
+                        let want = block_len(src.size, f.block);
+                        if f.data.len() as u64 == want {
+                            file.write_all_at(&f.data, f.block * BLOCK)
+                                .map_err(|e| CpError::local(dest, &e))?;
+                        } else {
+                            bad.push(f.block);
+                        }
+                        progress.add(want);
+                        next = f.block + 1;
                     }
-                    file.write_all_at(data, offset + got)
-                        .map_err(|e| CpError::local(dest, &e))?;
-                    got += data.len() as u64;
-                    progress.add(data.len() as u64);
                     Ok(())
                 },
             )
             .await?;
         match ran.failure(&src.path) {
-            None if got == len => return Ok(()),
+            None if next == end => return Ok(bad),
             None => {
                 return Err(CpError::Remote(format!(
-                    "{}: {got} of {len} bytes arrived from offset {offset} and the file ended \
-                     (it shrank during the copy?)",
+                    "{}: the file ended at block {next} of {end} (it shrank during the copy?)",
                     src.path
                 ))
                 .into())
@@ -132,61 +184,97 @@ async fn fetch_range(
     unreachable!("the loop returns")
 }
 
-/// Downloads the remote directory `src` to `dest`: a tar stream into a temporary file, checked,
-/// then unpacked into a temporary directory that takes the final name (or, when `dest` exists
-/// already, into it).
-pub async fn tree(remote: &Remote, src: &str, dest: &Path, progress: &Progress) -> Result<()> {
-    let archive = temp_beside(dest)?;
-    let file = archive.as_file();
-    let mut got = 0u64;
-    let mut expected = None;
-    for attempt in 0..2 {
-        let ran = remote
-            .exec(Script::Tree, &[src, &got.to_string()], |data| {
-                file.write_all_at(data, got)
+/// Fetches `blocks` again as base64, which the agent passes unchanged.
+async fn repair(
+    remote: &Remote,
+    src: &RemoteFile,
+    (file, dest): (&std::fs::File, &Path),
+    blocks: &[u64],
+) -> Result<()> {
+    let mark = marker();
+    let numbers: Vec<String> = blocks.iter().map(u64::to_string).collect();
+    let mut args = vec![src.path.as_str(), mark.as_str()];
+    args.extend(numbers.iter().map(String::as_str));
+    let mut frames = Frames::new(&mark, 0);
+    let mut done = 0;
+    let ran = remote
+        .exec(Script::Repair, &args, |data| {
+            for f in frames.push(data) {
+                let Some(&block) = blocks.get(f.block as usize) else {
+                    return Err(CpError::Protocol("more blocks than asked for".into()).into());
+                };
+                let text: Vec<u8> = f.data.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&text)
+                    .map_err(|e| CpError::Protocol(format!("block {block} in base64: {e}")))?;
+                if bytes.len() as u64 != block_len(src.size, block) {
+                    return Err(CpError::Mismatch(format!(
+                        "{}: block {block} has {} bytes now, not {} (the file changed during the copy?)",
+                        src.path,
+                        bytes.len(),
+                        block_len(src.size, block)
+                    ))
+                    .into());
+                }
+                file.write_all_at(&bytes, block * BLOCK)
                     .map_err(|e| CpError::local(dest, &e))?;
-                got += data.len() as u64;
-                progress.add(data.len() as u64);
-                Ok(())
-            })
-            .await?;
-        let report = ran.report("tar").cloned();
-        match (ran.failure(src), report) {
-            (None, Some(r)) if r.arg(0) == "0" => {
-                expected = Some(r.arg(1).to_owned());
-                break;
+                done += 1;
             }
-            (None, _) => {
-                let why = ran
-                    .stderr
-                    .last_message()
-                    .unwrap_or_else(|| "tar failed".into());
-                return Err(CpError::from_message(src, Some(why), 1).into());
-            }
-            (Some(e), _) if e.is_lost() && attempt == 0 => {
-                progress.note(&format!("{e}; fetching the rest of {src} again"));
-            }
-            (Some(e), _) => return Err(e.into()),
+            Ok(())
+        })
+        .await?;
+    match ran.failure(&src.path) {
+        None if done == blocks.len() => Ok(()),
+        None => Err(CpError::Protocol("the repair ended early".into()).into()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// Downloads the remote directory `src` to `dest`: the target packs it into a temporary tar
+/// archive, which comes like a file (checked, striped when asked), and is unpacked here into a
+/// temporary directory that takes the final name (or, when `dest` exists already, into it).
+pub async fn tree(
+    remote: &Remote,
+    src: &str,
+    dest: &Path,
+    sessions: u8,
+    progress: &Progress,
+) -> Result<()> {
+    let ran = remote
+        .exec(Script::Pack, &[src, &random_token()], |_| Ok(()))
+        .await?;
+    if let Some(t) = ran.report("tmp") {
+        remote.track_tmp(&t.rest());
+    }
+    let result = async {
+        if let Some(e) = ran.failure(src) {
+            return Err(e.into());
         }
+        let (Some(tmp), Some(r)) = (ran.report("tmp"), ran.report("file")) else {
+            return Err(CpError::Protocol(format!("packing {src} said nothing")).into());
+        };
+        let Ok(size) = r.arg(1).parse::<u64>() else {
+            return Err(CpError::Protocol(format!("a bad report {r:?}")).into());
+        };
+        let packed = RemoteFile {
+            path: tmp.rest(),
+            size,
+            mode: None,
+            sha256: r.arg(2).to_owned(),
+        };
+        progress.set_total(size);
+        let archive = temp_beside(dest)?;
+        fetch(remote, &packed, (&archive, dest), sessions, progress).await?;
+        let name = super::operand::remote_basename(src).to_owned();
+        let dest = dest.to_owned();
+        let archive_path = archive.path().to_owned();
+        tokio::task::spawn_blocking(move || unpack(&archive_path, &name, &dest)).await??;
+        drop(archive);
+        Ok(())
     }
-    let expected = expected.context("the tar stream did not finish")?;
-    let path = archive.path().to_owned();
-    let sum = tokio::task::spawn_blocking(move || sha256_file(&path))
-        .await?
-        .map_err(|e| CpError::local(archive.path(), &e))?;
-    if sum != expected {
-        return Err(CpError::Mismatch(format!(
-            "{src}: the tar stream that arrived has SHA-256 {sum}, the target sent {expected}; \
-             nothing was unpacked"
-        ))
-        .into());
-    }
-    let name = super::operand::remote_basename(src).to_owned();
-    let dest = dest.to_owned();
-    let archive_path = archive.path().to_owned();
-    tokio::task::spawn_blocking(move || unpack(&archive_path, &name, &dest)).await??;
-    drop(archive);
-    Ok(())
+    .await;
+    remote.remove_tmps().await;
+    result
 }
 
 /// Unpacks the archive whose top entry is `name` so that it becomes `dest`.

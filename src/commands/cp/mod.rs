@@ -16,6 +16,7 @@
 
 mod download;
 mod error;
+mod frames;
 mod operand;
 mod progress;
 mod remote;
@@ -124,10 +125,9 @@ fn plan(paths: &[Operand]) -> Result<(Plan, String)> {
                 })
                 .collect::<Result<_>>()?,
             // Several sources need a directory: the trailing slash makes the target insist.
-            dest: if sources.len() > 1 && !path.is_empty() && !path.ends_with('/') {
-                format!("{path}/")
-            } else {
-                path.clone()
+            dest: match remote_path(path) {
+                p if sources.len() > 1 && !p.is_empty() && !p.ends_with('/') => format!("{p}/"),
+                p => p,
             },
         },
         Operand::Local(d) => Plan::Down {
@@ -137,7 +137,7 @@ fn plan(paths: &[Operand]) -> Result<(Plan, String)> {
                     Operand::Remote { path, .. } if path.is_empty() => {
                         bail!("name a path on the target to copy (TARGET:PATH)")
                     }
-                    Operand::Remote { path, .. } => Ok(path.clone()),
+                    Operand::Remote { path, .. } => Ok(remote_path(path)),
                     Operand::Local(p) => bail!(
                         "{} and the destination are both local: one side must be TARGET:PATH",
                         p.display()
@@ -148,6 +148,20 @@ fn plan(paths: &[Operand]) -> Result<(Plan, String)> {
         },
     };
     Ok((plan, target))
+}
+
+/// A remote path as the scripts take it: relative to the home directory they start in (`~/x`
+/// is `x`), and never mistaken for a tool's option (`-x` is `./-x`).
+fn remote_path(path: &str) -> String {
+    let p = match path {
+        "~" => "",
+        p => p.strip_prefix("~/").unwrap_or(p),
+    };
+    if p.starts_with('-') {
+        format!("./{p}")
+    } else {
+        p.to_owned()
+    }
 }
 
 /// Stops before any session when the target is known to run Windows.
@@ -287,7 +301,7 @@ async fn get(
         result
     } else if ran.report("dir").is_some() {
         let progress = Progress::new(name, None, quiet);
-        let result = download::tree(remote, src, &dest, &progress).await;
+        let result = download::tree(remote, src, &dest, args.sessions, &progress).await;
         progress.finish();
         result
     } else {

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
+/// The bar: name, bytes of total, rate, ETA.
+const WITH_TOTAL: &str =
+    "{msg:20!} {bytes:>10} / {total_bytes:<10} {wide_bar} {binary_bytes_per_sec:>12} ETA {eta}";
+
 /// One file's (or tree's) progress. Cheap to clone: striped parts share it.
 #[derive(Clone)]
 pub struct Progress {
@@ -22,8 +26,8 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
                 .with_finish(ProgressFinish::AndClear);
             let template = match total {
-                Some(_) => "{msg:20!} {bytes:>10} / {total_bytes:<10} {wide_bar} {binary_bytes_per_sec:>12} ETA {eta}",
-                None => "{msg:20!} {bytes:>10} {spinner} {binary_bytes_per_sec:>12} {elapsed}",
+                Some(_) => WITH_TOTAL,
+                None => "{msg:20!} {spinner} packing on the target… {elapsed}",
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
@@ -35,6 +39,18 @@ impl Progress {
             bar
         });
         Progress { bar, quiet }
+    }
+
+    /// The total became known (a tree, once packed): a bar from now on.
+    pub fn set_total(&self, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_style(
+                ProgressStyle::with_template(WITH_TOTAL)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+        }
     }
 
     /// `n` more bytes are through.

@@ -51,12 +51,14 @@ say done; };
 pub enum Script {
     /// PATH RECURSIVE(r|-): what PATH is. Reports `file MODE SIZE SHA256` or `dir MODE`.
     Probe,
-    /// PATH OFFSET LENGTH: LENGTH bytes of the file from OFFSET, on stdout.
-    Range,
-    /// PATH SKIP: a tar stream of the directory PATH (its last name as the archive's top
-    /// entry) on stdout, less its first SKIP bytes; reports `tar STATUS SHA256` (of the whole
-    /// stream) at the end.
-    Tree,
+    /// PATH FIRST COUNT MARK: COUNT blocks of the file from block FIRST, each followed by
+    /// MARK, on stdout (see `frames`).
+    Blocks,
+    /// PATH MARK BLOCK…: those blocks again, each as base64 followed by MARK.
+    Repair,
+    /// DIR TOKEN: a tar archive of DIR (its last name as the top entry) in a temporary file;
+    /// reports `tmp PATH`, then `file MODE SIZE SHA256` of the archive.
+    Pack,
     /// DEST NAME KIND TOKEN: makes the empty temporary file; reports `path FINAL`, `tmp TMP`.
     Prepare,
     /// (PTY) DEST NAME KIND TOKEN ENCODED SIZE SHA256 MODE: the whole upload in one session,
@@ -80,16 +82,19 @@ impl Script {
         match self {
             Script::Probe => format!(
                 "{LIB}main() {{ f=$1; [ -e \"$f\" ] || [ -L \"$f\" ] || {{ say nofile \"$f\"; exit 4; }};
-if [ -d \"$f\" ]; then [ \"$2\" = r ] || {{ say isdir \"$f\"; exit 5; }}; need tar tail cut dirname basename mkfifo tee; needsum; [ -r \"$f\" ] && [ -x \"$f\" ] || {{ say denied \"$f\"; exit 6; }}; say dir \"$(mode \"$f\")\"; exit 0; fi;
+if [ -d \"$f\" ]; then [ \"$2\" = r ] || {{ say isdir \"$f\"; exit 5; }}; need tar dd cut dirname basename; needsum; [ -r \"$f\" ] && [ -x \"$f\" ] || {{ say denied \"$f\"; exit 6; }}; say dir \"$(mode \"$f\")\"; exit 0; fi;
 [ -f \"$f\" ] || {{ say special \"$f\"; exit 5; }}; [ -r \"$f\" ] || {{ say denied \"$f\"; exit 6; }};
-need tail head cut; needsum; s=$(wc -c < \"$f\") || exit 6; h=$(sum < \"$f\") || exit 6; say file \"$(mode \"$f\")\" $((s+0)) \"$h\"; }};"
+need dd cut; needsum; s=$(wc -c < \"$f\") || exit 6; h=$(sum < \"$f\") || exit 6; say file \"$(mode \"$f\")\" $((s+0)) \"$h\"; }};"
             ),
-            Script::Range => "main() { tail -c +$(($2+1)) \"$1\" | head -c \"$3\"; };".to_owned(),
-            Script::Tree => format!(
-                "{LIB}main() {{ p=$(dirname \"$1\"); b=$(basename \"$1\"); w=${{TMPDIR:-/tmp}}/rssm-cp.$$;
-mkdir -m 700 \"$w\" || exit 6; trap 'rm -rf \"$w\"' EXIT; mkfifo \"$w/f\" || exit 6; sum < \"$w/f\" > \"$w/h\" & 
-{{ tar cf - -C \"$p\" \"$b\"; echo $? > \"$w/rc\"; }} | tee \"$w/f\" | tail -c +$(($2+1)); wait;
-say tar \"$(cat \"$w/rc\")\" \"$(cat \"$w/h\")\"; }};"
+            Script::Blocks => format!(
+                "main() {{ i=$2; e=$(($2+$3)); while [ $i -lt $e ]; do dd if=\"$1\" bs={PART_ALIGN} skip=$i count=1 2>/dev/null || exit 6; printf %s \"$4\"; i=$((i+1)); done; }};"
+            ),
+            Script::Repair => format!(
+                "{LIB}main() {{ need base64; f=$1; m=$2; shift 2; for i; do dd if=\"$f\" bs={PART_ALIGN} skip=$i count=1 2>/dev/null | base64 || exit 6; printf %s \"$m\"; done; }};"
+            ),
+            Script::Pack => format!(
+                "{LIB}main() {{ need tar dd cut dirname basename; needsum; p=$(dirname \"$1\"); b=$(basename \"$1\"); t=${{TMPDIR:-/tmp}}/rssm-cp-$2.tar;
+(umask 077; tar cf \"$t\" -C \"$p\" \"$b\") || {{ rm -f \"$t\"; exit 6; }}; say tmp \"$t\"; s=$(wc -c < \"$t\"); h=$(sum < \"$t\"); say file 600 $((s+0)) \"$h\"; }};"
             ),
             Script::Prepare => format!(
                 "{LIB}{PLACE}main() {{ need dirname cut; needsum; [ \"$3\" = t ] && need tar; place \"$1\" \"$2\" \"$3\" \"$4\"; say path \"$t\"; say tmp \"$tmp\"; }};"

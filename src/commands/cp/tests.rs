@@ -57,3 +57,12 @@ fn sha256_of_a_file_is_hex() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+#[test]
+fn remote_paths_are_relative_to_home_and_never_options() {
+    assert_eq!(remote_path("~"), "");
+    assert_eq!(remote_path("~/logs/a"), "logs/a");
+    assert_eq!(remote_path("-rf"), "./-rf");
+    assert_eq!(remote_path("/var/log"), "/var/log");
+    assert_eq!(remote_path("~user/x"), "~user/x");
+}
