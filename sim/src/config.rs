@@ -97,7 +97,10 @@ pub struct FaultConfig {
     pub tamper_output: bool,
     /// Client→agent stream messages (input_stream_data, retransmissions included; not acks)
     /// per second per session before the gateway throttles (like the real service's ~1000/s);
-    /// `None` = unlimited.
+    /// `None` = unlimited. The agent's stream messages are held to the same rate (shaped: they
+    /// wait, and the agent's websocket pushes back), as the service carries about that much a
+    /// session either way; the real agent does not pace a command's piped output itself
+    /// (`shell.go setupRoutineToWriteCmdPipelineOutput` has no pause, unlike `writePump`).
     pub rate_limit: Option<u32>,
     /// Consecutive throttled seconds after which the gateway closes the session as abusive.
     pub rate_abuse_seconds: u32,

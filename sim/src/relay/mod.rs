@@ -51,6 +51,11 @@ pub struct Relay {
     dropped_while_away: u64,
     faults: FaultInjector,
     rate: Option<RateLimiter>,
+    /// The same cap on the agent's stream messages, as shaping: one may pass every
+    /// `interval`; the next one waits in `held_agent`, and meanwhile nothing more is read from
+    /// the agent, whose websocket then pushes back on it (a gateway that drains its side no
+    /// faster than the cap).
+    agent_pace: Option<AgentPace>,
     scheduled: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
     kills_done: u32,
@@ -62,6 +67,34 @@ pub struct Relay {
     started: Instant,
     last_activity: Instant,
     done: bool,
+}
+
+/// Shaping of the agent's stream messages ([`FaultConfig::rate_limit`]).
+#[derive(Debug)]
+struct AgentPace {
+    interval: std::time::Duration,
+    /// When the next stream message may pass.
+    next: Instant,
+    /// A stream message waiting for `next`.
+    held: Option<Bytes>,
+    /// Messages that had to wait.
+    shaped: u64,
+}
+
+impl AgentPace {
+    /// Messages that may pass back to back after a quiet spell.
+    const BURST: u32 = 32;
+
+    /// Whether a stream message may pass at `now`; if so, books its slot.
+    fn admit(&mut self, now: Instant) -> bool {
+        if now < self.next {
+            return false;
+        }
+        // Lateness (a timer that fired late) is made up within a small burst, no more.
+        let floor = now.checked_sub(self.interval * Self::BURST).unwrap_or(now);
+        self.next = self.next.max(floor) + self.interval;
+        true
+    }
 }
 
 /// Encodes a gateway-generated (unsequenced) message.
@@ -94,6 +127,12 @@ impl Relay {
             rate: faults
                 .rate_limit
                 .map(|l| RateLimiter::new(l, faults.rate_abuse_seconds)),
+            agent_pace: faults.rate_limit.filter(|&l| l > 0).map(|l| AgentPace {
+                interval: std::time::Duration::from_secs(1) / l,
+                next: now,
+                held: None,
+                shaped: 0,
+            }),
             agent_disconnect_at: faults.agent_disconnect_after.map(|d| now + d),
             agent_restart_at: faults.agent_restart_after.map(|d| now + d),
             faults: FaultInjector::new(faults, seed),
@@ -126,7 +165,7 @@ impl Relay {
                     Some(cmd) => self.on_command(cmd).await,
                     None => self.finish(String::new(), false).await,
                 },
-                out = self.agent.from_agent.recv(), if self.agent_open => match out {
+                out = self.agent.from_agent.recv(), if self.agent_open && !self.holds_agent_frame() => match out {
                     Some(AgentOut::Frame(f)) => self.on_agent_frame(f).await,
                     Some(AgentOut::Finished { output, failed }) => self.finish(output, failed).await,
                     None => {
@@ -140,7 +179,12 @@ impl Relay {
         let s = self.faults.stats;
         tracing::info!(session = %self.session_id, dropped = s.dropped, duplicated = s.duplicated,
             reordered = s.reordered, throttled = s.throttled, dropped_while_away = self.dropped_while_away,
+            agent_shaped = self.agent_pace.as_ref().map_or(0, |p| p.shaped),
             "session relay finished");
+    }
+
+    fn holds_agent_frame(&self) -> bool {
+        self.agent_pace.as_ref().is_some_and(|p| p.held.is_some())
     }
 
     fn next_deadline(&self) -> Instant {
@@ -158,6 +202,12 @@ impl Relay {
         consider(self.agent_away_until);
         consider(self.agent_restart_at);
         consider(self.rate.as_ref().and_then(|r| r.window_end()));
+        consider(
+            self.agent_pace
+                .as_ref()
+                .filter(|p| p.held.is_some())
+                .map(|p| p.next),
+        );
         if let (Some(c), Some(k)) = (&self.client, cfg.faults.kill_after) {
             if self.kills_done < cfg.faults.kill_times && !c.silenced {
                 consider(Some(c.opened + k));
@@ -232,6 +282,14 @@ impl Relay {
         }
         for (dir, at, frame) in self.faults.release_expired(now) {
             self.schedule(dir, at, frame);
+        }
+        if let Some(frame) = self
+            .agent_pace
+            .as_mut()
+            .filter(|p| p.held.is_some() && now >= p.next)
+            .and_then(|p| p.held.take())
+        {
+            self.on_agent_frame(frame).await;
         }
         self.deliver_due(now).await;
     }
@@ -421,7 +479,16 @@ impl Relay {
                 }
                 return;
             }
-            Ok(m) if m.message_type.is_stream_data() => self.last_activity = now,
+            Ok(m) if m.message_type.is_stream_data() => {
+                self.last_activity = now;
+                if let Some(pace) = &mut self.agent_pace {
+                    if !pace.admit(now) {
+                        pace.shaped += 1;
+                        pace.held = Some(frame);
+                        return;
+                    }
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(session = %self.session_id, "undecodable agent frame: {e}"),
         }

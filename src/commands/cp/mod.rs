@@ -249,8 +249,10 @@ async fn put(remote: &Remote, src: &Path, dest: &str, args: &CpArgs, quiet: bool
         kind,
     };
     let progress = Progress::new(&name, Some(size), quiet);
+    let started = std::time::Instant::now();
     let result = upload::upload(remote, &up, dest, args.sessions, &progress).await;
     progress.finish();
+    report(&name, &progress, started, result.is_ok());
     result
 }
 
@@ -296,17 +298,40 @@ async fn get(
             sha256,
         };
         let progress = Progress::new(name, Some(size), quiet);
+        let started = std::time::Instant::now();
         let result = download::file(remote, &file, &dest, args.sessions, &progress).await;
         progress.finish();
+        report(name, &progress, started, result.is_ok());
         result
     } else if ran.report("dir").is_some() {
         let progress = Progress::new(name, None, quiet);
+        let started = std::time::Instant::now();
         let result = download::tree(remote, src, &dest, args.sessions, &progress).await;
         progress.finish();
+        report(name, &progress, started, result.is_ok());
         result
     } else {
         Err(CpError::Protocol(format!("the probe of {src} said nothing")).into())
     }
+}
+
+/// Says at `-v` how long a copy took and how fast its data moved.
+fn report(name: &str, progress: &Progress, started: std::time::Instant, ok: bool) {
+    if !ok {
+        return;
+    }
+    let flow = progress.flow();
+    let secs = flow.seconds();
+    let rate = if secs > 0.0 {
+        format!("{:.3} MB/s", flow.bytes as f64 / secs / 1e6)
+    } else {
+        "–".into()
+    };
+    tracing::info!(
+        "copied {name}: {} bytes in {:.2} s; data moved for {secs:.2} s at {rate}",
+        flow.bytes,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Splits `size` bytes into at most `sessions` parts that start at multiples of

@@ -2,7 +2,8 @@
 //! `-q`, where notices are plain `rssm: …` lines (none with `-q`).
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
@@ -15,6 +16,28 @@ const WITH_TOTAL: &str =
 pub struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
+    flow: Arc<Mutex<Flow>>,
+}
+
+/// When data moved: from the first byte to the last, sessions' start-up and the final checks
+/// left out (the rate `-v` reports, and the benchmarks read).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Flow {
+    /// Bytes through.
+    pub bytes: u64,
+    /// The first and the latest time bytes went through.
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+}
+
+impl Flow {
+    /// Seconds from the first byte to the last.
+    pub fn seconds(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
 }
 
 impl Progress {
@@ -38,7 +61,11 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(250));
             bar
         });
-        Progress { bar, quiet }
+        Progress {
+            bar,
+            quiet,
+            flow: Arc::default(),
+        }
     }
 
     /// The total became known (a tree, once packed): a bar from now on.
@@ -55,9 +82,21 @@ impl Progress {
 
     /// `n` more bytes are through.
     pub fn add(&self, n: u64) {
+        {
+            let now = Instant::now();
+            let mut f = self.flow.lock().expect("flow");
+            f.bytes += n;
+            f.first.get_or_insert(now);
+            f.last = Some(now);
+        }
         if let Some(b) = &self.bar {
             b.inc(n);
         }
+    }
+
+    /// When data moved so far.
+    pub fn flow(&self) -> Flow {
+        *self.flow.lock().expect("flow")
     }
 
     /// `n` bytes counted before have to go again (a part is retried).

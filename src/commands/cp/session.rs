@@ -216,9 +216,11 @@ impl Remote {
                     Ok(())
                 }
                 Some(Output::ExitCode(c)) => {
+                    // The agent sends the status once both pipes are read to their end, and
+                    // the driver delivers in order: all the output is here. Waiting for the
+                    // service to close the channel would only cost time.
                     exit_code = Some(c);
-                    stall = None;
-                    Ok(())
+                    break End::Finished;
                 }
                 Some(Output::Resumed) if exit_code.is_none() => {
                     stall = Some(tokio::time::Instant::now() + STALL_AFTER_RESUME);
