@@ -27,6 +27,9 @@ use super::remote::{Report, Reports, Script};
 /// session counts as lost.
 const STALL_AFTER_RESUME: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a session may take to close its websocket when asked to.
+const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The document for uploads: a command on a PTY, whose input reaches it.
 const PTY_DOCUMENT: &str = "AWS-StartInteractiveCommand";
 
@@ -165,7 +168,19 @@ impl Remote {
         Ok(conn)
     }
 
-    async fn end(&self, conn: &Connected) {
+    /// Ends a session: its websocket closed by us first (the driver would take the service
+    /// closing it for a lost connection and reconnect), then TerminateSession.
+    async fn end(&self, conn: &mut Connected) {
+        if conn.handle.input.send(Input::Finish).await.is_ok() {
+            let ended = async {
+                while let Some(o) = conn.handle.output.recv().await {
+                    if matches!(o, Output::Ended(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(FINISH_WAIT, ended).await;
+        }
         conn.terminate().await;
         self.live
             .lock()
@@ -231,11 +246,11 @@ impl Remote {
                 None => break End::Failed("the session driver stopped".into()),
             };
             if let Err(e) = step {
-                self.end(&conn).await;
+                self.end(&mut conn).await;
                 return Err(e);
             }
         };
-        self.end(&conn).await;
+        self.end(&mut conn).await;
         let (rest, stdout_end) = out.finish();
         let (err_rest, _) = err.finish();
         reports.extend(stderr.push(&err_rest));
@@ -366,7 +381,7 @@ impl Pty {
     }
 
     /// Ends the session (on the service too).
-    pub async fn close(self) {
-        self.remote.end(&self.conn).await;
+    pub async fn close(mut self) {
+        self.remote.end(&mut self.conn).await;
     }
 }
