@@ -582,3 +582,35 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar_and_a_pipe_or_quiet_gets_nothing() {
+    // Under the service-like cap, so the bar has time to draw.
+    let sim = Sim::start();
+    let here = TempDir::new("cp-bar");
+    std::fs::write(here.0.join("a.bin"), pattern(4, 1_500_000)).unwrap();
+    let src = here.0.join("a.bin").display().to_string();
+    let mut cmd = sim.rssm();
+    cmd.args(["cp", &src, &remote(&here.0.join("b.bin"))]);
+    let mut term = common::term::Term::spawn(cmd);
+    // Name, bytes of the total, rate and ETA.
+    term.expect(r"a\.bin +[0-9.]+ [KM]iB / 1\.43 MiB .* ETA ");
+    assert_eq!(term.wait_exit(LIMIT), 0, "{}", term.text());
+    assert!(std::fs::read(here.0.join("b.bin")).unwrap() == pattern(4, 1_500_000));
+
+    // In a pipe: nothing on stderr at all; -q on a terminal: nothing either.
+    let o = cp(
+        &sim,
+        &[
+            &remote(&here.0.join("b.bin")),
+            &here.0.join("c.bin").display().to_string(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    let mut cmd = sim.rssm();
+    cmd.args(["-q", "cp", &src, &remote(&here.0.join("d.bin"))]);
+    let mut term = common::term::Term::spawn(cmd);
+    assert_eq!(term.wait_exit(LIMIT), 0, "{}", term.text());
+    assert!(!term.text().contains("ETA"), "{}", term.text());
+}
