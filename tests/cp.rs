@@ -430,13 +430,7 @@ fn part_size(dir: &Path, part: &str) -> Option<u64> {
 #[test]
 fn ctrl_c_leaves_no_file_under_the_final_name_on_either_side() {
     // Under the service-like cap, so the copies take long enough to interrupt.
-    let sim = Sim::with_config(SimConfig {
-        faults: FaultConfig {
-            rate_limit: Some(1000),
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    let sim = capped_sim();
     let here = TempDir::new("cp-intr");
     let there = TempDir::new("cp-intr-there");
     std::fs::write(here.0.join("a.bin"), pattern(3, 8 << 20)).unwrap();
@@ -462,13 +456,7 @@ fn ctrl_c_leaves_no_file_under_the_final_name_on_either_side() {
 
 #[test]
 fn under_the_service_like_cap_a_small_copy_is_not_throttled() {
-    let sim = Sim::with_config(SimConfig {
-        faults: FaultConfig {
-            rate_limit: Some(1000),
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    let sim = capped_sim();
     let here = TempDir::new("cp-capped");
     let data = pattern(11, 300_000);
     std::fs::write(here.0.join("a.bin"), &data).unwrap();
@@ -502,6 +490,17 @@ fn under_the_service_like_cap_a_small_copy_is_not_throttled() {
         !counts.is_empty() && counts.iter().all(|c| *c == "0"),
         "{logs}"
     );
+}
+
+/// The service-like cap: 1000 messages a second per session each way, the agent's 1 ms pause.
+fn capped_sim() -> Sim {
+    Sim::with_config(SimConfig {
+        faults: FaultConfig {
+            rate_limit: Some(1000),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
 }
 
 /// `unshare` into a user and mount namespace with a 64 KiB tmpfs at `dir`, then `cmd`.

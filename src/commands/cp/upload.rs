@@ -97,17 +97,14 @@ async fn whole(
         dest, &up.name, up.kind, token, &encoded, &size, &up.sha256, &up.mode,
     ];
     for attempt in 0..2 {
-        let result = async {
-            let mut pty = remote.pty(Script::Receive, &args, dest).await?;
-            let sent = send_range(&mut pty, &up.local, 0, up.size, progress).await;
-            let done = match sent {
-                Ok(()) => expect(&mut pty, "done", dest).await,
-                Err(e) => Err(e),
-            };
-            pty.close().await;
-            done.map_err(anyhow::Error::from)
-        }
-        .await;
+        let sending = Sending {
+            script: Script::Receive,
+            args: &args,
+            path: dest,
+            range: (0, up.size),
+            done: "done",
+        };
+        let result = sending.run(remote, &up.local, progress).await;
         match result {
             Err(e) if lost(&e) && attempt == 0 => {
                 progress.take_back(up.size);
@@ -138,17 +135,14 @@ async fn part(
     debug_assert_eq!(offset % PART_ALIGN, 0);
     let args = [tmp, &offset.to_string(), &encoded_len(len).to_string()];
     for attempt in 0..2 {
-        let result = async {
-            let mut pty = remote.pty(Script::ReceivePart, &args, tmp).await?;
-            let sent = send_range(&mut pty, &up.local, offset, len, progress).await;
-            let done = match sent {
-                Ok(()) => expect(&mut pty, "part", tmp).await,
-                Err(e) => Err(e),
-            };
-            pty.close().await;
-            done.map_err(anyhow::Error::from)
-        }
-        .await;
+        let sending = Sending {
+            script: Script::ReceivePart,
+            args: &args,
+            path: tmp,
+            range: (offset, len),
+            done: "part",
+        };
+        let result = sending.run(remote, &up.local, progress).await;
         match result {
             Err(e) if lost(&e) && attempt == 0 => {
                 progress.take_back(len);
@@ -179,6 +173,32 @@ async fn finish(remote: &Remote, up: &Upload, final_path: &str, tmp: &str) -> Re
         None if ran.report("done").is_some() => Ok(()),
         None => Err(CpError::Protocol("the finishing command said nothing".into()).into()),
         Some(e) => Err(e.into()),
+    }
+}
+
+/// One session that takes a range of the file: its script, which reports `ready`, takes the
+/// range's base64 and reports `done` when it has it all.
+struct Sending<'a> {
+    script: Script,
+    args: &'a [&'a str],
+    /// What the errors name.
+    path: &'a str,
+    /// Offset and length in the local file.
+    range: (u64, u64),
+    /// The report that says the range arrived.
+    done: &'a str,
+}
+
+impl Sending<'_> {
+    async fn run(&self, remote: &Remote, local: &Path, progress: &Progress) -> Result<()> {
+        let mut pty = remote.pty(self.script, self.args, self.path).await?;
+        let (offset, len) = self.range;
+        let done = match send_range(&mut pty, local, offset, len, progress).await {
+            Ok(()) => expect(&mut pty, self.done, self.path).await,
+            Err(e) => Err(e),
+        };
+        pty.close().await;
+        Ok(done?)
     }
 }
 
