@@ -7,7 +7,7 @@ Usage:  python3 bench/cp.py [--runs 3] [--size-mib 16] [--skip-build]
 
 Each run starts a fresh simulator, copies a SIZE MiB file of random bytes with the release
 `rssm cp -v`, checks the copy, and records the wall time of the whole command, rssm's CPU
-seconds and peak RSS (wait4's rusage), and the rate while data moved, which rssm reports at -v
+seconds (wait4's rusage) and peak RSS (VmHWM, polled), and the rate while data moved, which rssm reports at -v
 ("data moved for S s at R MB/s": from the first byte to the last, without the sessions'
 start-up, the agent's 1 s wait before a terminal's first read, or the final checks). "% of cap"
 compares that rate with the cap's raw rate, 1000 messages × 1024 bytes a second per session
@@ -25,6 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kit import proc_cpu_rss  # noqa: E402
 from run import TARGET, bin_path, build, shut_down, start_sim, throttled  # noqa: E402
 
 CAP_RAW = 1000 * 1024  # bytes a second per session
@@ -35,7 +36,18 @@ def copy(env, args):
     start = time.monotonic()
     proc = subprocess.Popen([bin_path("rssm"), "-v", "cp", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    # Peak RSS by polling VmHWM: wait4's ru_maxrss would count the pages the child had as a
+    # fork of this Python process, before it became rssm.
+    peak = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            peak = max(peak, proc_cpu_rss(proc.pid)[1])
+        except (OSError, IndexError, ValueError):
+            pass
+        time.sleep(0.05)
     elapsed = time.monotonic() - start
     err = proc.stderr.read().decode(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -44,7 +56,7 @@ def copy(env, args):
     m = re.search(r"data moved for [0-9.]+ s at ([0-9.]+) MB/s", err)
     if not m:
         raise SystemExit(f"rssm cp -v did not report its rate: {err}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, float(m.group(1))
+    return elapsed, usage.ru_utime + usage.ru_stime, peak / 2**20, float(m.group(1))
 
 
 def one_run(direction, sessions, size, work):

@@ -536,31 +536,7 @@ fn a_full_disk_is_said_so_on_either_side() {
     assert_one_line_error(&o, 1, "no space left on the device");
 
     // There: a simulator in such a namespace.
-    let sim_bin = PathBuf::from(env!("CARGO_BIN_EXE_rssm")).with_file_name("rssm-sim");
-    assert!(
-        sim_bin.exists(),
-        "{} (build the workspace)",
-        sim_bin.display()
-    );
-    let mut serve = in_small_tmpfs(
-        &small,
-        &format!(
-            "'{}' serve --listen 127.0.0.1:0 --agent-read-pause-ms 0",
-            sim_bin.display()
-        ),
-    );
-    serve.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut server = KillOnDrop(serve.spawn().unwrap());
-    let mut lines = rssm_testkit::lines::Lines::read(server.0.stdout.take().unwrap());
-    lines.wait_line("with the secret key", LIMIT, |l| {
-        l.starts_with("export AWS_SECRET_ACCESS_KEY=")
-    });
-    let env: Vec<(String, String)> = lines
-        .seen
-        .iter()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let (server, env) = serve_sim(|line| in_small_tmpfs(&small, &line));
     let mut cmd = common::rssm();
     cmd.envs(env).env("RSSM_MAX_MSG_RATE", "0").args([
         "cp",
@@ -570,6 +546,104 @@ fn a_full_disk_is_said_so_on_either_side() {
     let o = run_bounded(cmd, LIMIT);
     drop(server);
     assert_one_line_error(&o, 1, "no space left on the device");
+}
+
+/// `rssm-sim serve` (uncapped) started through `wrap`, which gets its command line (a namespace,
+/// another user), and the environment that points rssm at it.
+fn serve_sim(wrap: impl FnOnce(String) -> Command) -> (KillOnDrop, Vec<(String, String)>) {
+    let sim_bin = PathBuf::from(env!("CARGO_BIN_EXE_rssm")).with_file_name("rssm-sim");
+    assert!(
+        sim_bin.exists(),
+        "{} (build the workspace)",
+        sim_bin.display()
+    );
+    let line = format!(
+        "'{}' serve --listen 127.0.0.1:0 --agent-read-pause-ms 0",
+        sim_bin.display()
+    );
+    let mut serve = wrap(line);
+    serve.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut server = KillOnDrop(serve.spawn().unwrap());
+    let mut lines = rssm_testkit::lines::Lines::read(server.0.stdout.take().unwrap());
+    // Its ten export lines (endpoints, region, keys), as `rssm-sim serve` prints them.
+    lines.wait_count("export", 10, LIMIT, |l| l.starts_with("export "));
+    let env = lines
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (server, env)
+}
+
+/// `setpriv` to the user nobody, then `line` (a shell command line).
+fn as_nobody(line: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "sh",
+        "-c",
+    ])
+    .arg(format!("exec {line}"));
+    c
+}
+
+#[test]
+fn permission_denied_is_said_so_on_either_side() {
+    let here = TempDir::new("cp-perm");
+    std::fs::set_permissions(&here.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(here.0.join("secret.txt"), b"root only\n").unwrap();
+    std::fs::set_permissions(
+        here.0.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(here.0.join("open.txt"), b"anyone\n").unwrap();
+    std::fs::set_permissions(
+        here.0.join("open.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let locked = here.0.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // There: an agent that runs commands as nobody (the real one runs them as ssm-user).
+    let (server, env) = serve_sim(|line| as_nobody(&line));
+    let run = |args: &[String]| {
+        let mut cmd = common::rssm();
+        cmd.envs(env.clone())
+            .env("RSSM_MAX_MSG_RATE", "0")
+            .arg("cp")
+            .args(args);
+        run_bounded(cmd, LIMIT)
+    };
+    let o = run(&[
+        remote(&here.0.join("secret.txt")),
+        here.0.join("x").display().to_string(),
+    ]);
+    assert_one_line_error(&o, 1, "permission denied");
+    let o = run(&[
+        here.0.join("open.txt").display().to_string(),
+        format!("{}/", remote(&locked)),
+    ]);
+    assert_one_line_error(&o, 1, "permission denied");
+    drop(server);
+
+    // Here: rssm as nobody, writing into a directory it may not write to.
+    let sim = Sim::uncapped();
+    let mut cmd = as_nobody(&format!(
+        "'{}' cp '{}' '{}/'",
+        common::rssm_path().display(),
+        remote(&here.0.join("open.txt")),
+        locked.display()
+    ));
+    sim.apply_env(&mut cmd);
+    let o = run_bounded(cmd, LIMIT);
+    assert_one_line_error(&o, 1, "permission denied");
+    assert!(names(&locked).is_empty(), "{:?}", names(&locked));
 }
 
 /// A child process killed (and reaped) however the test ends.
