@@ -33,7 +33,8 @@ impl std::str::FromStr for Operand {
             .find(|p| s.starts_with(*p))
             .map_or(0, |p| p.len());
         let colon = s[skip..].find(':').map(|i| i + skip);
-        let slash = s.find('/');
+        // (`ecs:CLUSTER/TASK:PATH`: the target forms with a prefix may hold slashes.)
+        let slash = s.find('/').filter(|_| skip == 0);
         match colon {
             Some(c) if slash.is_none_or(|sl| c < sl) && c > 0 => {
                 let target = &s[..c];
@@ -88,6 +89,14 @@ mod tests {
         assert_eq!(p(":x"), Operand::Local(":x".into()));
         assert_eq!(p("ecs:c_t_r:/app/log"), remote("ecs:c_t_r", "/app/log"));
         assert_eq!(p("tag:Role=web:/srv"), remote("tag:Role=web", "/srv"));
+        assert_eq!(
+            p("ecs:web/0123abcd:/app"),
+            remote("ecs:web/0123abcd", "/app")
+        );
+        assert_eq!(
+            p("ecs:web/0123abcd/app:x"),
+            remote("ecs:web/0123abcd/app", "x")
+        );
         assert!("".parse::<Operand>().is_err());
     }
 
