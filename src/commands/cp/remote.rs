@@ -234,6 +234,37 @@ impl Reports {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn reports_survive_any_split_and_any_noise_between_them(
+            noise in proptest::collection::vec("[ -~\\n]{0,40}", 1..5),
+            cuts in proptest::collection::vec(0usize..400, 0..10),
+        ) {
+            // Noise (a tool's message, printable with newlines), then a report, in turns.
+            let mut stream = Vec::new();
+            for (i, n) in noise.iter().enumerate() {
+                stream.extend_from_slice(n.as_bytes());
+                stream.extend_from_slice(format!("\x1erssm-cp file {i} a b\x1e").as_bytes());
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut r = Reports::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([stream.len()]) {
+                got.extend(r.push(&stream[at..c]));
+                at = c;
+            }
+            prop_assert_eq!(got.len(), noise.len());
+            for (i, g) in got.iter().enumerate() {
+                prop_assert_eq!(g.kind(), "file");
+                prop_assert_eq!(g.rest(), format!("{i} a b"));
+            }
+            prop_assert_eq!(String::from_utf8_lossy(&r.other), noise.concat());
+        }
+    }
 
     #[test]
     fn markers_are_found_across_chunks_among_other_text() {
