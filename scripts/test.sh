@@ -12,6 +12,8 @@ command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 || missing+=(op
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # tinyproxy is the real HTTP CONNECT proxy of the `--proxy` / HTTPS_PROXY tests.
 [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+# busybox is the whole userland of the `rssm cp` test of a minimal (Alpine-like) target.
+[ -x /usr/bin/busybox ] || missing+=(busybox)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   SUDO=""

@@ -687,3 +687,70 @@ fn a_terminal_gets_a_progress_bar_and_a_pipe_or_quiet_gets_nothing() {
     assert_eq!(term.wait_exit(LIMIT), 0, "{}", term.text());
     assert!(!term.text().contains("ETA"), "{}", term.text());
 }
+
+/// A PATH of busybox applets and nothing else: a minimal (Alpine-like) image.
+fn busybox_path(dir: &Path) -> String {
+    let busybox = Path::new("/usr/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "busybox is missing (scripts/test.sh installs it)"
+    );
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        std::os::unix::fs::symlink(busybox, dir.join(applet)).unwrap();
+    }
+    dir.display().to_string()
+}
+
+#[test]
+fn a_busybox_only_target_copies_files_and_trees_both_ways() {
+    let bin = TempDir::new("cp-busybox");
+    let sim = Sim::with_config(SimConfig {
+        agent_read_pause: Duration::ZERO,
+        agent_path: Some(busybox_path(&bin.0)),
+        ..Default::default()
+    });
+    // The tools the agent's commands find are busybox's.
+    let mut probe = sim.rssm();
+    probe.args(["exec", DEMO, "--", "command -v tar; command -v stty"]);
+    let o = run_bounded(probe, LIMIT);
+    let found = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        found.lines().count() == 2
+            && found
+                .lines()
+                .all(|l| l.starts_with(&*bin.0.to_string_lossy())),
+        "{found}"
+    );
+    let here = TempDir::new("cp-bb");
+    // With U+FFFD sequences, so the repair path (dd | base64) runs too.
+    let mut data = pattern(21, 300_000);
+    data[70_000..70_003].copy_from_slice(b"\xef\xbf\xbd");
+    std::fs::write(here.0.join("a.bin"), &data).unwrap();
+    let a = here.0.join("a.bin").display().to_string();
+    let o = cp(
+        &sim,
+        &["--sessions", "2", &a, &remote(&here.0.join("up.bin"))],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(here.0.join("up.bin")).unwrap() == data);
+    let down = here.0.join("down.bin").display().to_string();
+    let o = cp(
+        &sim,
+        &["--sessions", "2", &remote(&here.0.join("a.bin")), &down],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&down).unwrap() == data);
+
+    let src = here.0.join("conf");
+    make_tree(&src);
+    let want = describe(&src);
+    let up = here.0.join("tree-up");
+    let o = cp(&sim, &["-r", &src.display().to_string(), &remote(&up)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(describe(&up), want);
+    let back = here.0.join("tree-back");
+    let o = cp(&sim, &["-r", &remote(&up), &back.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(describe(&back), want);
+}

@@ -28,7 +28,9 @@ fn command_for(ctx: &PluginContext) -> Command {
         .unwrap_or_else(|| "/bin/sh".to_owned());
     let mut cmd = match (&ctx.plan.kind, &ctx.plan.command) {
         (SessionKind::InteractiveCommands, Some(c)) => {
-            let mut cmd = Command::new("/bin/sh");
+            // `sh` from PATH, as the agent runs it (`agent/session/utility`:
+            // `ShellPluginCommandName` "sh", `ShellPluginCommandArgs` "-c").
+            let mut cmd = Command::new("sh");
             cmd.arg("-c").arg(c);
             cmd
         }
