@@ -565,8 +565,8 @@ fn serve_sim(wrap: impl FnOnce(String) -> Command) -> (KillOnDrop, Vec<(String, 
     serve.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut server = KillOnDrop(serve.spawn().unwrap());
     let mut lines = rssm_testkit::lines::Lines::read(server.0.stdout.take().unwrap());
-    // Its ten export lines (endpoints, region, keys), as `rssm-sim serve` prints them.
-    lines.wait_count("export", 10, LIMIT, |l| l.starts_with("export "));
+    // Its eleven export lines (endpoints, region, keys), as `rssm-sim serve` prints them.
+    lines.wait_count("export", 11, LIMIT, |l| l.starts_with("export "));
     let env = lines
         .seen
         .iter()

@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// The `PATH` of the commands and shells the agent starts (`None`: the simulator's own).
     /// A directory with some tools left out is an instance without them: a minimal image.
     pub agent_path: Option<String>,
+    /// How long a key sent with EC2 Instance Connect SendSSHPublicKey stays valid (the
+    /// service's is 60 s).
+    pub instance_connect_key_ttl: Duration,
 }
 
 impl Default for SimConfig {
@@ -75,6 +78,7 @@ impl Default for SimConfig {
             agent_read_pause: Duration::from_millis(1),
             pause_agent_while_client_away: true,
             agent_path: None,
+            instance_connect_key_ttl: Duration::from_secs(60),
         }
     }
 }

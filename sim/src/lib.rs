@@ -61,6 +61,22 @@ async fn api_route(
     api::handle(state, method, uri, headers, body).await
 }
 
+/// What an instance's metadata service answers the `ec2-instance-connect` package: the keys
+/// sent for `user` in the last 60 s, one per line (the real answer also carries signed lines
+/// the package checks). `AuthorizedKeysCommand /usr/bin/curl -sf URL/%u/` in an sshd config
+/// makes a test's sshd accept them.
+async fn instance_connect_keys(
+    State(state): State<Arc<SimState>>,
+    axum::extract::Path((instance, user)): axum::extract::Path<(String, String)>,
+) -> String {
+    let mut text = String::new();
+    for key in state.instance_connect_keys(&instance, &user) {
+        text.push_str(&key);
+        text.push('\n');
+    }
+    text
+}
+
 impl Simulator {
     /// Binds `config.listen` and starts serving in the background.
     pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
@@ -70,6 +86,10 @@ impl Simulator {
         let app = Router::new()
             .route("/", post(api_route))
             .route("/v1/data-channel/{session_id}", get(gateway::data_channel))
+            .route(
+                "/imds/{instance}/latest/meta-data/managed-ssh-keys/active-keys/{user}/",
+                get(instance_connect_keys),
+            )
             .with_state(state.clone());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -130,6 +150,7 @@ impl Simulator {
             // `rssm doctor`'s identity and IAM calls.
             ("AWS_ENDPOINT_URL_STS", self.endpoint()),
             ("AWS_ENDPOINT_URL_IAM", self.endpoint()),
+            ("AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT", self.endpoint()),
         ]
     }
 

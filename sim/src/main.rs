@@ -70,6 +70,9 @@ struct ServeArgs {
     /// model an instance without some tools.
     #[arg(long, value_name = "PATH")]
     agent_path: Option<String>,
+    /// Seconds a key sent with EC2 Instance Connect stays valid (the service's 60).
+    #[arg(long, default_value_t = 60)]
+    instance_connect_key_ttl_secs: u64,
     /// Log level on stderr (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -169,6 +172,7 @@ impl ServeArgs {
             agent_read_pause: Duration::from_millis(self.agent_read_pause_ms),
             pause_agent_while_client_away: !self.no_agent_pause,
             agent_path: self.agent_path,
+            instance_connect_key_ttl: Duration::from_secs(self.instance_connect_key_ttl_secs),
             seed: self.faults.seed,
             ..SimConfig::default()
         };

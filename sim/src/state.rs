@@ -119,6 +119,8 @@ pub struct SimState {
     hostile_sent: AtomicU64,
     /// The key pair requests must be signed with now ([`SimState::rotate_credentials`]).
     credentials: Mutex<SimCredentials>,
+    /// Keys sent with EC2 Instance Connect: instance, OS user, key, valid until.
+    instance_connect_keys: Mutex<Vec<(String, String, String, Instant)>>,
 }
 
 impl SimState {
@@ -138,6 +140,7 @@ impl SimState {
             dropped_while_away: AtomicU64::new(0),
             hostile_sent: AtomicU64::new(0),
             credentials: Mutex::new(config_credentials),
+            instance_connect_keys: Mutex::new(Vec::new()),
         }
     }
 
@@ -158,6 +161,34 @@ impl SimState {
 
     pub(crate) fn count_dropped_while_away(&self) {
         self.dropped_while_away.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a key sent with EC2 Instance Connect, valid until `expires`.
+    pub fn push_instance_connect_key(
+        &self,
+        instance: &str,
+        user: &str,
+        key: &str,
+        expires: Instant,
+    ) {
+        let mut keys = self.instance_connect_keys.lock().expect("keys");
+        keys.retain(|k| k.3 > Instant::now());
+        keys.push((
+            instance.to_owned(),
+            user.to_owned(),
+            key.to_owned(),
+            expires,
+        ));
+    }
+
+    /// The keys `instance` accepts for `user` now (those sent less than the TTL ago).
+    pub fn instance_connect_keys(&self, instance: &str, user: &str) -> Vec<String> {
+        let now = Instant::now();
+        let keys = self.instance_connect_keys.lock().expect("keys");
+        keys.iter()
+            .filter(|k| k.0 == instance && k.1 == user && k.3 > now)
+            .map(|k| k.2.clone())
+            .collect()
     }
 
     /// The key pair every API call and data-channel upgrade must be signed with now.

@@ -29,8 +29,9 @@ fn serve(args: &[&str]) -> Served {
         .expect("rssm-sim runs");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut env = Vec::new();
-    // Every export line: endpoints (SSM, ECS, KMS, EC2, STS, IAM), region twice, the key pair.
-    for _ in 0..10 {
+    // Every export line: endpoints (SSM, ECS, KMS, EC2, STS, IAM, EC2 Instance Connect), region
+    // twice, the key pair.
+    for _ in 0..11 {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         let line = line.trim_end();
@@ -67,6 +68,7 @@ fn serve_prints_the_client_environment() {
         "AWS_ENDPOINT_URL_EC2",
         "AWS_ENDPOINT_URL_STS",
         "AWS_ENDPOINT_URL_IAM",
+        "AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }

@@ -1,10 +1,11 @@
-//! The AWS API endpoint: SSM, ECS ExecuteCommand and KMS (JSON 1.1, dispatched by
+//! The AWS API endpoint: SSM, ECS ExecuteCommand, KMS and EC2 Instance Connect (JSON 1.1, dispatched by
 //! `X-Amz-Target`) and EC2, STS and IAM (query protocol: a form body, no `X-Amz-Target`,
 //! dispatched by the service the SigV4 credential scope names) on one URL, every call
 //! SigV4-verified against the simulator's credentials.
 
 mod ec2;
 mod ecs;
+mod eic;
 mod iam;
 mod kms;
 mod query;
@@ -146,6 +147,7 @@ async fn dispatch(
         "AmazonSSM" => "ssm",
         "AmazonEC2ContainerServiceV20141113" => "ecs",
         "TrentService" => "kms",
+        "AWSEC2InstanceConnectService" => "ec2-instance-connect",
         _ => {
             return Err(ApiError::lower(
                 "UnknownOperationException",
@@ -167,6 +169,7 @@ async fn dispatch(
     match service {
         "ssm" => ssm::call(state, op, body),
         "ecs" => ecs::call(state, op, body),
+        "ec2-instance-connect" => eic::call(state, op, body),
         _ => kms::call(state, op, body),
     }
 }

@@ -107,6 +107,10 @@ pub struct Target {
     /// When true, StartSession on this target answers `AccessDeniedException`.
     #[serde(default)]
     pub deny_sessions: bool,
+    /// When true, EC2 Instance Connect SendSSHPublicKey for this instance answers
+    /// `AuthException` (the caller lacks `ec2-instance-connect:SendSSHPublicKey`).
+    #[serde(default)]
+    pub deny_instance_connect: bool,
     /// EC2 instance state shown by DescribeInstances (`running`, `stopped`, …).
     #[serde(default = "default_state")]
     pub state: String,
@@ -179,6 +183,7 @@ impl Target {
             computer_name: None,
             tags: BTreeMap::new(),
             deny_sessions: false,
+            deny_instance_connect: false,
             state: default_state(),
             subnet_id: default_subnet(),
             security_groups: default_security_groups(),
