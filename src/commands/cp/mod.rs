@@ -190,6 +190,9 @@ async fn copy_all(remote: &Remote, plan: &Plan, args: &CpArgs, quiet: bool) -> u
         Plan::Up { sources, dest } => {
             for src in sources {
                 if let Err(e) = put(remote, src, dest, args, quiet).await {
+                    // Parts still under way when another failed were dropped: end their
+                    // sessions on the service too.
+                    remote.terminate_all().await;
                     fail(&src.display().to_string(), e);
                 }
             }
@@ -198,6 +201,7 @@ async fn copy_all(remote: &Remote, plan: &Plan, args: &CpArgs, quiet: bool) -> u
             let several = sources.len() > 1;
             for src in sources {
                 if let Err(e) = get(remote, src, dest, several, args, quiet).await {
+                    remote.terminate_all().await;
                     fail(src, e);
                 }
             }

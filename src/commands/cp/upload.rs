@@ -76,6 +76,8 @@ pub async fn upload(
         Err(e) => Err(e),
     };
     if result.is_err() {
+        // Parts dropped mid-way still write: their sessions end before the file goes.
+        remote.terminate_all().await;
         remote.remove_tmps().await;
     } else {
         remote.untrack_tmp(&tmp);
