@@ -171,6 +171,11 @@ impl Aws {
         aws_sdk_iam::Client::new(&self.config)
     }
 
+    /// An EC2 Instance Connect client (`AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT`).
+    pub fn instance_connect(&self) -> aws_sdk_ec2instanceconnect::Client {
+        aws_sdk_ec2instanceconnect::Client::new(&self.config)
+    }
+
     /// An STS client (`AWS_ENDPOINT_URL_STS`).
     pub fn sts(&self) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(&self.config)

@@ -113,6 +113,11 @@ pub enum Command {
     /// `rssm cp -r web-1:/etc/nginx ./nginx-conf`. Every file is checked end to end (SHA-256)
     /// and appears under its name only when complete.
     Cp(CpArgs),
+    /// SSH to TARGET with no setup: the system `ssh` through `rssm proxy`, the host key kept
+    /// under the instance id, and a throwaway key pushed with EC2 Instance Connect (valid 60 s).
+    /// Everything after TARGET goes to ssh: `rssm ssh web-1`, `rssm ssh admin@10.0.1.23 --
+    /// uptime`, `rssm ssh web-1 -L 8080:localhost:80`.
+    Ssh(SshArgs),
     /// SSH ProxyCommand: carry stdin/stdout to PORT on HOST (`ProxyCommand rssm proxy %h %p`).
     Proxy(ProxyArgs),
     /// Print a ready ~/.ssh/config block that routes `i-*` and `mi-*` hosts through rssm.
@@ -225,6 +230,7 @@ impl Command {
             Command::Shell(a) => Some(&mut a.target),
             Command::Exec(a) => Some(&mut a.target),
             Command::Cp(a) => a.target_mut(),
+            Command::Ssh(a) => Some(&mut a.destination.target),
             Command::Proxy(a) => Some(&mut a.host),
             Command::Forward(a) => Some(&mut a.target),
             Command::Socks(a) => Some(&mut a.via),
@@ -326,6 +332,28 @@ impl CpArgs {
             crate::commands::cp::Operand::Local(_) => None,
         })
     }
+}
+
+/// `rssm ssh`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Login name (default: `USER@` in the destination, else the platform's default user:
+    /// Amazon Linux ec2-user, Ubuntu ubuntu, Debian admin, …).
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Do not push a key: ssh authenticates with what it has (your agent, `-i`, its config).
+    #[arg(long)]
+    pub no_send_key: bool,
+    /// `[USER@]TARGET`, any target form.
+    #[arg(value_name = "[USER@]TARGET")]
+    pub destination: crate::commands::ssh::Destination,
+    /// ssh's own options and the remote command, passed on as they are (`-L …`, `-- uptime`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "SSH ARGS"
+    )]
+    pub ssh_args: Vec<String>,
 }
 
 /// `rssm proxy`.

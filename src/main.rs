@@ -134,6 +134,10 @@ async fn run(mut cli: Cli) -> anyhow::Result<u8> {
         Command::Exec(args) => commands::exec::run(&load().await?, args, config).await,
         Command::Cp(args) => commands::cp::run(&load().await?, args, config, cli.quiet).await,
         Command::Proxy(args) => commands::proxy::run(&load().await?, args, config).await,
+        Command::Ssh(args) => {
+            let flags = commands::ssh::proxy_flags(&cli);
+            commands::ssh::run(&load().await?, args, &flags).await
+        }
         Command::Forward(args) => commands::forward::run(&load().await?, args, config).await,
         Command::Socks(args) => commands::socks::run(&load().await?, args, config).await,
     }

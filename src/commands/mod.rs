@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod shell;
 pub mod signals;
 pub mod socks;
+pub mod ssh;
 pub mod ssh_config;
 pub mod trace;
 pub mod up;

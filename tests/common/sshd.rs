@@ -46,6 +46,12 @@ fn keygen(path: &Path) {
 
 /// Starts sshd on a free loopback port and waits until it accepts connections.
 pub fn start_sshd() -> Sshd {
+    start_sshd_with("")
+}
+
+/// [`start_sshd`] with `extra` config lines first (sshd keeps a keyword's first value, so
+/// these win over the defaults).
+pub fn start_sshd_with(extra: &str) -> Sshd {
     let sshd = require("sshd");
     let dir = TempDir::new("sshd");
     let d = &dir.0;
@@ -60,7 +66,7 @@ pub fn start_sshd() -> Sshd {
     let _ = std::fs::create_dir_all("/run/sshd");
     let port = rssm_testkit::net::free_port();
     let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+        "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
          AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
          PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
          PermitRootLogin yes\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",

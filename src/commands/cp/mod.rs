@@ -42,6 +42,7 @@ use super::EXIT_ERROR;
 pub use error::CpError;
 pub use operand::Operand;
 use progress::Progress;
+pub use remote::shell_quote;
 use remote::{Script, PART_ALIGN};
 use session::Remote;
 
