@@ -100,10 +100,7 @@ async fn connect(aws: &Aws, args: &SshArgs, flags: &[String]) -> Result<u8> {
         anyhow::anyhow!("no `ssh` on PATH: install OpenSSH's client (openssh-client, openssh)")
     })?;
     let id = &args.destination.target;
-    let own_key = args
-        .ssh_args
-        .iter()
-        .any(|a| a == "-i" || a.starts_with("-i"));
+    let own_key = gives_identity(&args.ssh_args);
     let send_key = !args.no_send_key && !own_key;
     let user = match (&args.user, &args.destination.user) {
         (Some(u), _) | (None, Some(u)) => u.clone(),
@@ -162,6 +159,14 @@ async fn connect(aws: &Aws, args: &SshArgs, flags: &[String]) -> Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// Whether ssh's options (before any `--`: after it comes the remote command) name a key.
+fn gives_identity(ssh_args: &[String]) -> bool {
+    ssh_args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a.starts_with("-i") || a.to_ascii_lowercase().starts_with("identityfile"))
 }
 
 /// `rssm [flags] proxy %h %p`, quoted for the shell ssh runs it with.
@@ -242,6 +247,18 @@ mod tests {
         assert_eq!((d.user, d.target.as_str()), (None, "web-1"));
         assert!("@web-1".parse::<Destination>().is_err());
         assert!("admin@".parse::<Destination>().is_err());
+    }
+
+    #[test]
+    fn only_ssh_options_before_the_command_count_as_a_key() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(gives_identity(&v(&["-i", "k"])));
+        assert!(gives_identity(&v(&["-ik", "--", "x"])));
+        assert!(gives_identity(&v(&["-o", "IdentityFile=k"])));
+        assert!(!gives_identity(&v(&[
+            "-L", "1:h:2", "--", "find", "-iname", "x"
+        ])));
+        assert!(!gives_identity(&v(&[])));
     }
 
     #[test]
