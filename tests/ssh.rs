@@ -29,8 +29,9 @@ fn instance_connect_sshd(sim: &Sim) -> Sshd {
 /// and known hosts out of it, then `rest`.
 fn rssm_ssh(sim: &Sim, sshd: &Sshd, rest: &[&str]) -> Command {
     let mut cmd = sim.rssm();
+    // -vv: rssm logs the ssh command line it runs (never a secret).
     cmd.env_remove("SSH_AUTH_SOCK")
-        .args(["ssh", "--user", &sshd.user, "demo"])
+        .args(["-vv", "ssh", "--user", &sshd.user, "demo"])
         .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
         .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
         .args(["-o", "LogLevel=ERROR", "-p", &sshd.port.to_string()])
@@ -46,25 +47,24 @@ fn text(b: &[u8]) -> String {
 fn a_command_runs_with_no_key_set_up_anywhere_and_its_status_comes_back() {
     let sim = Sim::start();
     let sshd = instance_connect_sshd(&sim);
-    let o = run_bounded(rssm_ssh(&sim, &sshd, &["--", "echo ok"]), LIMIT);
+    // rssm's temporary directory of its own, to see that the key file does not outlive ssh.
+    let tmp = common::TempDir::new("ssh-tmp");
+    let mut cmd = rssm_ssh(&sim, &sshd, &["--", "echo ok"]);
+    cmd.env("TMPDIR", &tmp.0);
+    let o = run_bounded(cmd, LIMIT);
     assert_eq!(text(&o.stdout), "ok\n", "{}", text(&o.stderr));
     assert_eq!(o.status.code(), Some(0));
-    let o = run_bounded(rssm_ssh(&sim, &sshd, &["--", "exit 7"]), LIMIT);
+    // The key file was in that directory (and is gone, below).
+    let key_dir = format!("{}/rssm-ssh-", tmp.0.display());
+    assert!(text(&o.stderr).contains(&key_dir), "{}", text(&o.stderr));
+    let mut cmd = rssm_ssh(&sim, &sshd, &["--", "exit 7"]);
+    cmd.env("TMPDIR", &tmp.0);
+    let o = run_bounded(cmd, LIMIT);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
-    // The key was pushed for that user on that instance, and nothing was left behind.
+    // The key was pushed, and nothing was left behind.
     assert!(sim.logs.text().contains("instance connect key sent"));
-    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rssm-ssh-"))
-        .filter(|e| {
-            e.metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .is_some_and(|t| t.elapsed().is_ok_and(|d| d < LIMIT))
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left: Vec<_> = std::fs::read_dir(&tmp.0).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
