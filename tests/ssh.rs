@@ -167,3 +167,44 @@ fn a_denied_key_push_no_ssh_and_a_non_ec2_target_are_one_line_each() {
     cmd.args(["ssh", "--user", "root", &onprem, "--", "true"]);
     assert_one_line(&run_bounded(cmd, LIMIT), "is not an EC2 instance");
 }
+
+#[test]
+fn doctor_says_whether_rssm_ssh_can_push_its_key() {
+    let mut fleet = Fleet::default();
+    for t in &mut fleet.targets {
+        if t.id == DEMO {
+            t.deny_instance_connect = true;
+        }
+    }
+    for (fleet, want) in [(Fleet::default(), "ok"), (fleet, "warn")] {
+        let sim = Sim::with_config(SimConfig {
+            fleet,
+            ..Default::default()
+        });
+        let mut cmd = sim.rssm();
+        cmd.args(["doctor", "--output", "json", "demo"]);
+        let o = run_bounded(cmd, LIMIT);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&o.stdout), text(&o.stderr)));
+        let rows = report.to_string();
+        let row = report["checks"]
+            .as_array()
+            .or_else(|| report.as_array())
+            .into_iter()
+            .flatten()
+            .find(|r| r["check"] == "ssh key push")
+            .unwrap_or_else(|| panic!("no ssh key push row: {rows}"));
+        assert_eq!(row["verdict"], want, "{row}");
+        if want == "warn" {
+            assert!(
+                row["fix"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ec2-instance-connect:SendSSHPublicKey"),
+                "{row}"
+            );
+        }
+        // A warning is not a failure: Session Manager itself works.
+        assert_eq!(o.status.code(), Some(0), "{rows}");
+    }
+}

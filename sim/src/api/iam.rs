@@ -182,7 +182,8 @@ fn get_policy_version(params: &Params) -> Result<String, QueryError> {
 }
 
 /// The simulator's user may do anything (it is the account's administrator), except start
-/// sessions on targets with [`crate::fleet::Target::deny_sessions`], which StartSession refuses.
+/// sessions on targets with [`crate::fleet::Target::deny_sessions`], which StartSession refuses,
+/// and push keys to targets with [`crate::fleet::Target::deny_instance_connect`].
 fn simulate(state: &SimState, params: &Params) -> Result<String, QueryError> {
     let source = required(params, "PolicySourceArn")?;
     if source != super::sts::caller_arn(state) {
@@ -201,8 +202,10 @@ fn simulate(state: &SimState, params: &Params) -> Result<String, QueryError> {
     }
     let denied = |action: &str, resource: &str| {
         let id = resource.rsplit('/').next().unwrap_or("");
-        action.eq_ignore_ascii_case("ssm:StartSession")
-            && state.config.fleet.get(id).is_some_and(|t| t.deny_sessions)
+        let target = state.config.fleet.get(id);
+        (action.eq_ignore_ascii_case("ssm:StartSession") && target.is_some_and(|t| t.deny_sessions))
+            || (action.eq_ignore_ascii_case("ec2-instance-connect:SendSSHPublicKey")
+                && target.is_some_and(|t| t.deny_instance_connect))
     };
     let mut results = String::new();
     for action in &actions {

@@ -158,12 +158,17 @@ async fn permissions(
         .iam()
         .simulate_principal_policy()
         .policy_source_arn(super::checks::caller::principal_arn(&caller.arn))
-        .set_action_names(Some(
-            super::checks::caller::SESSION_ACTIONS
+        .set_action_names(Some({
+            let mut actions: Vec<String> = super::checks::caller::SESSION_ACTIONS
                 .iter()
                 .map(|s| s.to_string())
-                .collect(),
-        ))
+                .collect();
+            // What `rssm ssh` needs: EC2 instances only.
+            if target.starts_with("i-") {
+                actions.push(super::checks::caller::KEY_PUSH_ACTION.to_owned());
+            }
+            actions
+        }))
         .resource_arns(resource)
         .send()
         .await

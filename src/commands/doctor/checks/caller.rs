@@ -11,6 +11,9 @@ pub const SESSION_ACTIONS: [&str; 3] = [
     "ssm:ResumeSession",
 ];
 
+/// What `rssm ssh` needs to push its throwaway key (EC2 instances only).
+pub const KEY_PUSH_ACTION: &str = "ec2-instance-connect:SendSSHPublicKey";
+
 /// `credentials`.
 pub fn credentials(facts: &Facts) -> Check {
     const NAME: &str = "credentials";
@@ -47,11 +50,16 @@ pub fn permissions(facts: &Facts) -> Check {
         Ok(decisions) => {
             let denied: Vec<String> = decisions
                 .iter()
+                .filter(|d| SESSION_ACTIONS.contains(&d.action.as_str()))
                 .filter(|d| d.decision != "allowed")
                 .map(|d| format!("{} ({})", d.action, d.decision))
                 .collect();
             if denied.is_empty() {
-                let actions: Vec<&str> = decisions.iter().map(|d| d.action.as_str()).collect();
+                let actions: Vec<&str> = decisions
+                    .iter()
+                    .map(|d| d.action.as_str())
+                    .filter(|a| SESSION_ACTIONS.contains(a))
+                    .collect();
                 Check::ok(NAME, format!("allowed: {}", actions.join(", ")))
             } else {
                 let who = facts
@@ -70,6 +78,49 @@ pub fn permissions(facts: &Facts) -> Check {
                 )
             }
         }
+    }
+}
+
+/// `ssh key push`: whether `rssm ssh` can push its throwaway key (EC2 Instance Connect): the
+/// target must be an EC2 instance, and the caller may call SendSSHPublicKey on it. Only `warn`:
+/// Session Manager itself does not need it.
+pub fn ssh_key_push(facts: &Facts) -> Check {
+    const NAME: &str = "ssh key push";
+    if !facts.target.starts_with("i-") {
+        return Check::new(
+            NAME,
+            Verdict::Warn,
+            format!(
+                "{} is not an EC2 instance: EC2 Instance Connect cannot push keys to it",
+                facts.target
+            ),
+            "for rssm ssh, log in with a key the node trusts: rssm ssh TARGET -i KEY",
+        );
+    }
+    match &facts.caller_permissions {
+        Err(e) => Check::unknown(NAME, format!("could not simulate: {e}")),
+        Ok(decisions) => match decisions.iter().find(|d| d.action == KEY_PUSH_ACTION) {
+            None => Check::unknown(NAME, format!("{KEY_PUSH_ACTION} was not simulated")),
+            Some(d) if d.decision == "allowed" => {
+                Check::ok(NAME, format!("allowed: {KEY_PUSH_ACTION}"))
+            }
+            Some(d) => {
+                let who = facts
+                    .caller
+                    .as_ref()
+                    .map(|c| principal_arn(&c.arn))
+                    .unwrap_or_else(|_| "your principal".into());
+                Check::new(
+                    NAME,
+                    Verdict::Warn,
+                    format!("denied: {KEY_PUSH_ACTION} ({})", d.decision),
+                    format!(
+                        "for rssm ssh, grant {who} {KEY_PUSH_ACTION} on the instance, or log in \
+                         with a key it trusts (-i KEY)"
+                    ),
+                )
+            }
+        },
     }
 }
 
@@ -152,6 +203,40 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Fail);
         assert_eq!(c.evidence, "denied: ssm:StartSession (implicitDeny)");
         assert!(c.fix.contains("arn:aws:iam::1:role/R"));
+    }
+
+    #[test]
+    fn ssh_key_push_needs_an_ec2_instance_and_the_permission() {
+        let mut f = Facts {
+            target: "mi-0123456789abcdef0".into(),
+            ..Facts::default()
+        };
+        let c = ssh_key_push(&f);
+        assert_eq!(c.verdict, Verdict::Warn);
+        assert!(c.evidence.contains("not an EC2 instance"));
+        f.target = "i-0123456789abcdef0".into();
+        let decide = |d: &str| {
+            vec![
+                Decision {
+                    action: "ssm:StartSession".into(),
+                    decision: "allowed".into(),
+                },
+                Decision {
+                    action: KEY_PUSH_ACTION.into(),
+                    decision: d.into(),
+                },
+            ]
+        };
+        f.caller_permissions = Ok(decide("allowed"));
+        assert_eq!(ssh_key_push(&f).verdict, Verdict::Ok);
+        assert_eq!(permissions(&f).verdict, Verdict::Ok);
+        f.caller_permissions = Ok(decide("implicitDeny"));
+        let c = ssh_key_push(&f);
+        assert_eq!(c.verdict, Verdict::Warn);
+        assert!(c.fix.contains(KEY_PUSH_ACTION));
+        // A denied key push is not a Session Manager failure.
+        assert_eq!(permissions(&f).verdict, Verdict::Ok);
+        assert_eq!(permissions(&f).evidence, "allowed: ssm:StartSession");
     }
 
     #[test]

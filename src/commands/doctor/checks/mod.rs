@@ -93,6 +93,7 @@ pub fn all(facts: &Facts) -> Vec<Check> {
     rows.extend(network::checks(facts));
     rows.extend(firewall::checks(facts));
     rows.push(caller::permissions(facts));
+    rows.push(caller::ssh_key_push(facts));
     rows.push(caller::reach(facts));
     rows
 }
