@@ -503,6 +503,16 @@ fn capped_sim() -> Sim {
     })
 }
 
+/// `rssm cp SRC DIR/` as a shell command line, for a wrapper (a namespace, another user).
+fn cp_line(src: &str, dir: &Path) -> String {
+    format!(
+        "'{}' cp '{}' '{}/'",
+        common::rssm_path().display(),
+        src,
+        dir.display()
+    )
+}
+
 /// `unshare` into a user and mount namespace with a 64 KiB tmpfs at `dir`, then `cmd`.
 fn in_small_tmpfs(dir: &Path, cmd: &str) -> Command {
     let mut c = Command::new("unshare");
@@ -522,15 +532,7 @@ fn a_full_disk_is_said_so_on_either_side() {
     let small = here.0.join("small");
     std::fs::create_dir(&small).unwrap();
     // Here: rssm in a namespace where `small` is a 64 KiB tmpfs.
-    let mut cmd = in_small_tmpfs(
-        &small,
-        &format!(
-            "'{}' cp '{}' '{}/'",
-            common::rssm_path().display(),
-            remote(&here.0.join("a.bin")),
-            small.display()
-        ),
-    );
+    let mut cmd = in_small_tmpfs(&small, &cp_line(&remote(&here.0.join("a.bin")), &small));
     sim.apply_env(&mut cmd);
     let o = run_bounded(cmd, LIMIT);
     assert_one_line_error(&o, 1, "no space left on the device");
@@ -634,12 +636,7 @@ fn permission_denied_is_said_so_on_either_side() {
 
     // Here: rssm as nobody, writing into a directory it may not write to.
     let sim = Sim::uncapped();
-    let mut cmd = as_nobody(&format!(
-        "'{}' cp '{}' '{}/'",
-        common::rssm_path().display(),
-        remote(&here.0.join("open.txt")),
-        locked.display()
-    ));
+    let mut cmd = as_nobody(&cp_line(&remote(&here.0.join("open.txt")), &locked));
     sim.apply_env(&mut cmd);
     let o = run_bounded(cmd, LIMIT);
     assert_one_line_error(&o, 1, "permission denied");

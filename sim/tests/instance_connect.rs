@@ -2,30 +2,15 @@
 //! metadata service then lists for its sshd: valid for the TTL, for that instance and OS user
 //! only, with the service's errors for bad input, unknown instances and a denied caller.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_sdk_ec2instanceconnect::config::Credentials;
+use common::DEMO;
 use rssm_sim::{Fleet, SimConfig, Simulator, Target};
 
-const DEMO: &str = "i-0123456789abcdef0";
-
 async fn client(sim: &Simulator) -> aws_sdk_ec2instanceconnect::Client {
-    let c = &sim.config().credentials;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(sim.config().region.clone()))
-        .credentials_provider(Credentials::new(
-            &c.access_key_id,
-            &c.secret_access_key,
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(sim.endpoint())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
-    aws_sdk_ec2instanceconnect::Client::new(&config)
+    aws_sdk_ec2instanceconnect::Client::new(&common::sdk::good_config(sim).await)
 }
 
 /// What the instance's metadata service lists for `user` (a plain HTTP GET on loopback).

@@ -1,28 +1,18 @@
 //! aws-sdk-ssm against the simulator: every SSM operation, the error shapes as the SDK parses
 //! them, and SigV4 rejection of a wrong key.
 
-use aws_config::BehaviorVersion;
-use aws_sdk_ssm::config::Credentials;
+mod common;
+
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, SessionState};
 use aws_sdk_ssm::Client;
 use rssm_sim::{SimConfig, Simulator};
 
 async fn client(sim: &Simulator, key: &str, secret: &str) -> Client {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(sim.config().region.clone()))
-        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
-        .endpoint_url(sim.endpoint())
-        .load()
-        .await;
-    let ssm = aws_sdk_ssm::config::Builder::from(&conf)
-        .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(ssm)
+    Client::new(&common::sdk::config(sim, key, secret).await)
 }
 
 async fn good_client(sim: &Simulator) -> Client {
-    let c = &sim.config().credentials;
-    client(sim, &c.access_key_id, &c.secret_access_key).await
+    Client::new(&common::sdk::good_config(sim).await)
 }
 
 #[tokio::test]

@@ -2,9 +2,10 @@
 //! call `rssm doctor` makes parses, errors come back as the SDK's modelled errors, and a wrong
 //! key is refused.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+mod common;
+
+use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
-use aws_sdk_sts::config::Credentials;
 use rssm_sim::{SimConfig, Simulator};
 
 const DEMO_VPC: &str = "vpc-0a1b2c3d4e5f60001";
@@ -12,19 +13,7 @@ const DEMO_VPC: &str = "vpc-0a1b2c3d4e5f60001";
 async fn config(sim: &Simulator, secret: Option<&str>) -> SdkConfig {
     let c = &sim.config().credentials;
     let secret = secret.unwrap_or(&c.secret_access_key);
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(sim.config().region.clone()))
-        .credentials_provider(Credentials::new(
-            &c.access_key_id,
-            secret,
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(sim.endpoint())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await
+    common::sdk::config(sim, &c.access_key_id, secret).await
 }
 
 #[tokio::test]

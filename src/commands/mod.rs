@@ -52,6 +52,11 @@ impl Connected {
     }
 }
 
+/// Quotes `s` as one POSIX shell word (and one shlex word, as the agent splits a command line).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// Checks that `target` is something StartSession accepts by id.
 pub fn check_target(target: &str) -> Result<()> {
     let ok = |prefix: &str| {
@@ -176,6 +181,12 @@ mod tests {
         assert_eq!(p["localPortNumber"], vec!["0"]);
         assert!(parse_parameters(&["novalue".into()]).is_err());
         assert!(parse_parameters(&["{bad".into()]).is_err());
+    }
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(shell_quote("echo it's"), "'echo it'\\''s'");
+        assert_eq!(shell_quote("a b"), "'a b'");
     }
 
     #[test]

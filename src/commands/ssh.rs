@@ -172,8 +172,8 @@ fn gives_identity(ssh_args: &[String]) -> bool {
 /// `rssm [flags] proxy %h %p`, quoted for the shell ssh runs it with.
 fn proxy_command(flags: &[String]) -> Result<String> {
     let exe = std::env::current_exe()?;
-    let mut words = vec![super::cp::shell_quote(&exe.display().to_string())];
-    words.extend(flags.iter().map(|f| super::cp::shell_quote(f)));
+    let mut words = vec![super::shell_quote(&exe.display().to_string())];
+    words.extend(flags.iter().map(|f| super::shell_quote(f)));
     words.extend(["proxy".to_owned(), "%h".to_owned(), "%p".to_owned()]);
     Ok(words.join(" "))
 }

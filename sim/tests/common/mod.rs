@@ -2,6 +2,8 @@
 //! the protocol crate's client `Session` over a real (loopback) websocket.
 #![allow(dead_code)]
 
+pub mod sdk;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rssm_protocol::handshake::DataKey;

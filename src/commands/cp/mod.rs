@@ -42,7 +42,6 @@ use super::EXIT_ERROR;
 pub use error::CpError;
 pub use operand::Operand;
 use progress::Progress;
-pub use remote::shell_quote;
 use remote::{Script, PART_ALIGN};
 use session::Remote;
 
@@ -366,9 +365,5 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(format!("{:x}", hasher.finalize()))
 }

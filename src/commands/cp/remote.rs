@@ -11,6 +11,8 @@
 //! `shasum -a 256`), which GNU coreutils, busybox and the BSDs all have. A missing one is
 //! reported by name before anything is written.
 
+use crate::commands::shell_quote;
+
 /// Functions every script has: `say WORDS…` reports a marker, `need TOOL…` stops unless each
 /// tool is on PATH (`needsum` for a SHA-256 tool), `sum` prints the SHA-256 of stdin (hex),
 /// `mode F` its permission bits in octal (GNU/busybox `stat -c`, BSD `stat -f`; `-` when
@@ -132,11 +134,6 @@ head -c \"$3\" | base64 -d | dd of=\"$1\" bs={PART_ALIGN} seek=$(($2/{PART_ALIGN
         words.extend(args.iter().map(|a| shell_quote(a)));
         words.join(" ")
     }
-}
-
-/// Quotes `s` as one POSIX shell word (and one shlex word, as the agent splits it).
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// One marker from a script: its words.

@@ -26,7 +26,7 @@ use crate::cli::ExecArgs;
 use crate::driver::{DriverConfig, End, Input, Output};
 
 use super::signals::{Signal, Signals};
-use super::{connect, Connected, EXIT_ERROR};
+use super::{connect, shell_quote, Connected, EXIT_ERROR};
 use trailer::{Ending, Trailer, Unwrapper};
 
 /// The document that runs a command without a PTY, with separate stdout/stderr and an exit code.
@@ -259,20 +259,9 @@ fn error_line(text: &str) {
     eprintln!("rssm: {text}");
 }
 
-/// Quotes `s` as one POSIX shell word (and one shlex word).
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_quotes() {
-        assert_eq!(shell_quote("echo it's"), "'echo it'\\''s'");
-        assert_eq!(shell_quote("a b"), "'a b'");
-    }
 
     fn outcome(end: End, exit_code: Option<i32>, stdout: Ending) -> Outcome {
         Outcome {

@@ -2,7 +2,7 @@
 //! this machine's own reach to the SSM API.
 
 use super::{Check, Verdict};
-use crate::commands::doctor::facts::Facts;
+use crate::commands::doctor::facts::{Decision, Facts};
 
 /// What a session needs from the caller.
 pub const SESSION_ACTIONS: [&str; 3] = [
@@ -48,25 +48,20 @@ pub fn permissions(facts: &Facts) -> Check {
     match &facts.caller_permissions {
         Err(e) => Check::unknown(NAME, format!("could not simulate: {e}")),
         Ok(decisions) => {
-            let denied: Vec<String> = decisions
+            let session: Vec<&Decision> = decisions
                 .iter()
                 .filter(|d| SESSION_ACTIONS.contains(&d.action.as_str()))
+                .collect();
+            let denied: Vec<String> = session
+                .iter()
                 .filter(|d| d.decision != "allowed")
                 .map(|d| format!("{} ({})", d.action, d.decision))
                 .collect();
             if denied.is_empty() {
-                let actions: Vec<&str> = decisions
-                    .iter()
-                    .map(|d| d.action.as_str())
-                    .filter(|a| SESSION_ACTIONS.contains(a))
-                    .collect();
+                let actions: Vec<&str> = session.iter().map(|d| d.action.as_str()).collect();
                 Check::ok(NAME, format!("allowed: {}", actions.join(", ")))
             } else {
-                let who = facts
-                    .caller
-                    .as_ref()
-                    .map(|c| principal_arn(&c.arn))
-                    .unwrap_or_else(|_| "your principal".into());
+                let who = principal(facts);
                 Check::new(
                     NAME,
                     Verdict::Fail,
@@ -79,6 +74,15 @@ pub fn permissions(facts: &Facts) -> Check {
             }
         }
     }
+}
+
+/// Whom a fix asks to grant a permission: the caller as IAM knows it.
+fn principal(facts: &Facts) -> String {
+    facts
+        .caller
+        .as_ref()
+        .map(|c| principal_arn(&c.arn))
+        .unwrap_or_else(|_| "your principal".into())
 }
 
 /// `ssh key push`: whether `rssm ssh` can push its throwaway key (EC2 Instance Connect): the
@@ -105,11 +109,7 @@ pub fn ssh_key_push(facts: &Facts) -> Check {
                 Check::ok(NAME, format!("allowed: {KEY_PUSH_ACTION}"))
             }
             Some(d) => {
-                let who = facts
-                    .caller
-                    .as_ref()
-                    .map(|c| principal_arn(&c.arn))
-                    .unwrap_or_else(|_| "your principal".into());
+                let who = principal(facts);
                 Check::new(
                     NAME,
                     Verdict::Warn,
